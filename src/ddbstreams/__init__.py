@@ -1,0 +1,68 @@
+"""ddbstreams: consume Amazon DynamoDB Streams from Python.
+
+Hand a function to :class:`StreamConsumer`; it reads every shard of the stream in
+lineage order, calls the function once per :class:`Record`, and remembers its progress in
+a :class:`CheckpointStore` so that a restart resumes where it left off.
+"""
+
+from ._checkpoints import (
+    Checkpoint,
+    CheckpointStore,
+    InMemoryCheckpointStore,
+    SQLiteCheckpointStore,
+)
+from ._consumer import StreamConsumer
+from ._coordinator import ShardCoordinator, ShardStatus
+from ._errors import (
+    CheckpointStoreError,
+    ConfigurationError,
+    CredentialsError,
+    DDBStreamsError,
+    EndpointUnreachableError,
+    ExpiredIteratorError,
+    LocalEndpointError,
+    ServerError,
+    ServiceError,
+    StreamDisabledError,
+    StreamNotEnabledError,
+    StreamNotFoundError,
+    TableNotFoundError,
+    ThrottledError,
+    TransientError,
+    TrimmedDataError,
+)
+from ._reader import TrimmedDataGap
+from ._records import Record
+from ._settings import ConsumerSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "CheckpointStoreError",
+    "ConfigurationError",
+    "ConsumerSettings",
+    "CredentialsError",
+    "DDBStreamsError",
+    "EndpointUnreachableError",
+    "ExpiredIteratorError",
+    "InMemoryCheckpointStore",
+    "LocalEndpointError",
+    "Record",
+    "SQLiteCheckpointStore",
+    "ServerError",
+    "ServiceError",
+    "ShardCoordinator",
+    "ShardStatus",
+    "StreamConsumer",
+    "StreamDisabledError",
+    "StreamNotEnabledError",
+    "StreamNotFoundError",
+    "TableNotFoundError",
+    "ThrottledError",
+    "TransientError",
+    "TrimmedDataError",
+    "TrimmedDataGap",
+    "__version__",
+]

@@ -1,0 +1,190 @@
+"""How far each shard has been read: the CheckpointStore protocol and two stores."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ._errors import CheckpointStoreError
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far one shard has been read.
+
+    ``sequence_number`` is the last record the handler finished (``None`` if none yet);
+    ``finished`` means the shard was read to its end, so its children may start.
+    """
+
+    sequence_number: str | None
+    finished: bool = False
+
+    def covers(self, other: Checkpoint) -> bool:
+        """True if this checkpoint is at or past ``other`` (so ``other`` would move it back)."""
+        if self.finished:
+            return True
+        if other.finished:
+            return False
+        if other.sequence_number is None:
+            return True
+        if self.sequence_number is None:
+            return False
+        return int(self.sequence_number) >= int(other.sequence_number)
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where a consumer remembers, per stream and shard, how far it has read.
+
+    Implementations must be safe to call from several threads, must never move a shard's
+    checkpoint backwards (a ``save`` that would is ignored), and must keep ``finished``
+    once set. Sequence numbers are compared as integers.
+    """
+
+    def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
+        """The checkpoint of one shard, or ``None`` if it has none."""
+        ...
+
+    def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
+        """Every shard's checkpoint of one stream, by shard id."""
+        ...
+
+    def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        """Record ``checkpoint`` unless the stored one already covers it."""
+        ...
+
+
+class InMemoryCheckpointStore:
+    """A checkpoint store in a dict: for tests and for consumers that need no resume."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checkpoints: dict[tuple[str, str], Checkpoint] = {}
+
+    def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
+        with self._lock:
+            return self._checkpoints.get((stream_arn, shard_id))
+
+    def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
+        with self._lock:
+            return {
+                shard: checkpoint
+                for (arn, shard), checkpoint in self._checkpoints.items()
+                if arn == stream_arn
+            }
+
+    def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            current = self._checkpoints.get((stream_arn, shard_id))
+            if current is None or not current.covers(checkpoint):
+                self._checkpoints[(stream_arn, shard_id)] = checkpoint
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ddbstreams_checkpoints (
+    stream_arn      TEXT    NOT NULL,
+    shard_id        TEXT    NOT NULL,
+    sequence_number TEXT,
+    finished        INTEGER NOT NULL DEFAULT 0,
+    updated_at      REAL    NOT NULL,
+    PRIMARY KEY (stream_arn, shard_id)
+)
+"""
+
+
+class SQLiteCheckpointStore:
+    """Checkpoints in a SQLite file: durable across restarts and process crashes.
+
+    Every save is one transaction (WAL journal, ``synchronous=FULL``), taken with
+    ``BEGIN IMMEDIATE`` so that several processes on one host can share the file. A file
+    that is not a ddbstreams checkpoint database raises :class:`CheckpointStoreError`
+    rather than starting over.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+            self._db.execute(
+                "SELECT stream_arn, shard_id, sequence_number, finished, updated_at "
+                "FROM ddbstreams_checkpoints LIMIT 1"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise CheckpointStoreError(
+                f"cannot use {self.path!r} as a checkpoint database ({exc}). If the file is "
+                "damaged or belongs to something else, move it aside or give "
+                "SQLiteCheckpointStore another path; ddbstreams will not silently start over."
+            ) from exc
+
+    def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
+        rows = self._query(
+            "SELECT sequence_number, finished FROM ddbstreams_checkpoints "
+            "WHERE stream_arn = ? AND shard_id = ?",
+            (stream_arn, shard_id),
+        )
+        return Checkpoint(rows[0][0], bool(rows[0][1])) if rows else None
+
+    def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
+        rows = self._query(
+            "SELECT shard_id, sequence_number, finished FROM ddbstreams_checkpoints "
+            "WHERE stream_arn = ?",
+            (stream_arn,),
+        )
+        return {shard: Checkpoint(seq, bool(finished)) for shard, seq, finished in rows}
+
+    def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute(
+                        "SELECT sequence_number, finished FROM ddbstreams_checkpoints "
+                        "WHERE stream_arn = ? AND shard_id = ?",
+                        (stream_arn, shard_id),
+                    ).fetchone()
+                    if row is None or not Checkpoint(row[0], bool(row[1])).covers(checkpoint):
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO ddbstreams_checkpoints "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (
+                                stream_arn,
+                                shard_id,
+                                checkpoint.sequence_number,
+                                int(checkpoint.finished),
+                                time.time(),
+                            ),
+                        )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._error("write", exc) from exc
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def _query(self, sql: str, params: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+
+    def _error(self, action: str, exc: sqlite3.Error) -> CheckpointStoreError:
+        return CheckpointStoreError(
+            f"could not {action} checkpoints in {self.path!r}: {exc}. Check that the file "
+            "is writable and not damaged; the consumer stops rather than lose its position."
+        )

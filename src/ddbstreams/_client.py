@@ -1,0 +1,314 @@
+"""The only place that talks to AWS: calls, the raw GetRecords fast path, errors, retries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ._errors import (
+    ConfigurationError,
+    CredentialsError,
+    DDBStreamsError,
+    EndpointUnreachableError,
+    ExpiredIteratorError,
+    ServerError,
+    ServiceError,
+    StreamNotEnabledError,
+    StreamNotFoundError,
+    TableNotFoundError,
+    ThrottledError,
+    TrimmedDataError,
+)
+from ._lineage import ShardInfo
+
+logger = logging.getLogger("ddbstreams")
+
+_THROTTLING_CODES = frozenset(
+    {
+        "LimitExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "TooManyRequestsException",
+    }
+)
+_SERVER_CODES = frozenset({"InternalServerError", "InternalFailure", "ServiceUnavailable"})
+_CREDENTIAL_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "MissingAuthenticationTokenException",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StreamDescription:
+    """What ``DescribeStream`` said about a stream, every page merged."""
+
+    stream_arn: str
+    status: str
+    view_type: str | None
+    table_name: str | None
+    shards: tuple[ShardInfo, ...]
+
+
+@dataclass(frozen=True)
+class RecordsPage:
+    """One ``GetRecords`` answer; records are in wire (AttributeValue JSON) form."""
+
+    records: list[dict[str, Any]]
+    next_iterator: str | None
+
+
+def _take_raw_records(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """``before-parse`` hook: parse the GetRecords body with ``json.loads`` ourselves.
+
+    botocore's generic parser walks every AttributeValue against the service model, which
+    costs ten times the JSON decoding. The body is handed to the parser empty and the
+    decoded records come back through ``customized_response_dict``; error answers
+    (status other than 200) are left to botocore.
+    """
+    if response_dict.get("status_code") != 200:
+        return
+    customized_response_dict.update(json.loads(response_dict["body"]))
+    response_dict["body"] = b"{}"
+
+
+def install_raw_records_hook(streams_client: Any) -> None:
+    """Make a botocore ``dynamodbstreams`` client return wire-form records from GetRecords."""
+    events = getattr(getattr(streams_client, "meta", None), "events", None)
+    if events is not None:
+        events.register(
+            "before-parse.dynamodb-streams.GetRecords",
+            _take_raw_records,
+            unique_id="ddbstreams-raw-records",
+        )
+
+
+def build_boto3_clients(
+    *,
+    session: Any = None,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    max_pool_connections: int = 16,
+) -> tuple[Any, Any]:
+    """A ``dynamodbstreams`` and a ``dynamodb`` client sharing one configuration.
+
+    Retries are left to ddbstreams (``total_max_attempts=1``), so that one policy decides.
+    """
+    import boto3
+
+    session = session if session is not None else boto3.Session()
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=5,
+        read_timeout=20,
+        user_agent_extra="ddbstreams",
+    )
+    try:
+        streams = session.client(
+            "dynamodbstreams", endpoint_url=endpoint_url, region_name=region_name, config=config
+        )
+        dynamodb = session.client(
+            "dynamodb", endpoint_url=endpoint_url, region_name=region_name, config=config
+        )
+    except NoRegionError as exc:
+        raise ConfigurationError(
+            "no AWS region is configured: pass region_name='us-east-1' (for example), "
+            "or set AWS_REGION / AWS_DEFAULT_REGION"
+        ) from exc
+    except ValueError as exc:
+        raise ConfigurationError(f"endpoint_url {endpoint_url!r} is not usable: {exc}") from exc
+    return streams, dynamodb
+
+
+def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
+    """Translate a botocore error into the ddbstreams error a user can act on."""
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+        return CredentialsError(
+            f"{operation} needs AWS credentials and none were usable ({exc}). Configure them "
+            "(AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role); "
+            "a local endpoint accepts any dummy values."
+        )
+    if isinstance(exc, (HTTPClientError, ConnectionError)):
+        return EndpointUnreachableError(
+            f"{operation} could not reach the endpoint ({exc}). Check endpoint_url / "
+            "region_name and that the endpoint is running and reachable."
+        )
+    if not isinstance(exc, ClientError):
+        return ServiceError(f"{operation} failed: {exc}")
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = str(error.get("Message", "")).strip()
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    detail = f"{operation} on {resource} failed: {code or status}: {message[:300]}"
+    if code in _THROTTLING_CODES:
+        return ThrottledError(detail)
+    if code == "ExpiredIteratorException":
+        return ExpiredIteratorError(detail)
+    if code == "TrimmedDataAccessException":
+        return TrimmedDataError(detail)
+    if code in _CREDENTIAL_CODES:
+        return CredentialsError(
+            f"{detail}. Check the AWS credentials in use and that they allow "
+            "dynamodb:DescribeTable, DescribeStream, GetShardIterator and GetRecords."
+        )
+    if code == "ResourceNotFoundException":
+        if operation == "DescribeTable":
+            return TableNotFoundError(
+                f"table {resource!r} was not found. Check the table name, region_name and "
+                "endpoint_url."
+            )
+        return StreamNotFoundError(
+            f"stream {resource!r} was not found ({operation}: {message[:200]}). Check the "
+            "ARN, or use table_name= to follow the table's current stream."
+        )
+    if code in _SERVER_CODES or status >= 500 or code.isdigit():
+        return ServerError(detail)
+    return ServiceError(detail, code=code)
+
+
+def _should_retry(exc: BaseException) -> bool:
+    return isinstance(exc, DDBStreamsError) and exc.retriable and not isinstance(
+        exc, ExpiredIteratorError
+    )
+
+
+class StreamsAPI:
+    """DynamoDB and DynamoDB Streams calls with ddbstreams errors and bounded retries.
+
+    ``streams_client`` is a boto3 ``dynamodbstreams`` client (its GetRecords gets the raw
+    fast path) or anything with the same three methods, such as
+    :class:`ddbstreams.testing.StreamSimulator`. ``dynamodb_client`` is only needed to
+    resolve a table name.
+    """
+
+    def __init__(
+        self,
+        streams_client: Any,
+        dynamodb_client: Any = None,
+        *,
+        attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        install_raw_records_hook(streams_client)
+        self._streams = streams_client
+        self._dynamodb = dynamodb_client
+        self._attempts = attempts
+        self._sleep = sleep
+
+    def _call(self, method: Callable[..., Any], operation: str, resource: str, **kw: Any) -> Any:
+        def log_retry(state: Any) -> None:
+            logger.warning(
+                "%s failed (attempt %d of %d), retrying: %s",
+                operation,
+                state.attempt_number,
+                self._attempts,
+                state.outcome.exception() if state.outcome else "",
+            )
+
+        for attempt in Retrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(initial=0.05, max=2.0),
+            retry=retry_if_exception(_should_retry),
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return method(**kw)
+                except (ClientError, BotoCoreError) as exc:
+                    raise map_error(exc, operation, resource) from exc
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def resolve_stream_arn(self, table_name: str) -> str:
+        """The table's current stream ARN, or a clear error if it has none."""
+        if self._dynamodb is None:
+            raise ConfigurationError(
+                "table_name needs a client with describe_table; pass stream_arn= instead"
+            )
+        table = self._call(
+            self._dynamodb.describe_table, "DescribeTable", table_name, TableName=table_name
+        )["Table"]
+        stream_arn = table.get("LatestStreamArn")
+        if not stream_arn:
+            raise StreamNotEnabledError(
+                f"table {table_name!r} has no stream. Enable one, for example:\n"
+                f"  aws dynamodb update-table --table-name {table_name} "
+                "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+            )
+        return str(stream_arn)
+
+    def describe_stream(self, stream_arn: str) -> StreamDescription:
+        """Every shard of the stream, following ``LastEvaluatedShardId`` to the last page."""
+        shards: list[ShardInfo] = []
+        kwargs: dict[str, Any] = {"StreamArn": stream_arn}
+        while True:
+            page = self._call(
+                self._streams.describe_stream, "DescribeStream", stream_arn, **kwargs
+            )["StreamDescription"]
+            shards.extend(ShardInfo.from_wire(shard) for shard in page.get("Shards", []))
+            last = page.get("LastEvaluatedShardId")
+            if not last:
+                return StreamDescription(
+                    stream_arn=stream_arn,
+                    status=str(page.get("StreamStatus", "ENABLED")),
+                    view_type=page.get("StreamViewType"),
+                    table_name=page.get("TableName"),
+                    shards=tuple(shards),
+                )
+            kwargs["ExclusiveStartShardId"] = last
+
+    def get_shard_iterator(
+        self, stream_arn: str, shard_id: str, iterator_type: str, sequence_number: str | None
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "StreamArn": stream_arn,
+            "ShardId": shard_id,
+            "ShardIteratorType": iterator_type,
+        }
+        if sequence_number is not None:
+            kwargs["SequenceNumber"] = sequence_number
+        response = self._call(
+            self._streams.get_shard_iterator, "GetShardIterator", shard_id, **kwargs
+        )
+        return str(response["ShardIterator"])
+
+    def get_records(self, shard_id: str, iterator: str, limit: int) -> RecordsPage:
+        response = self._call(
+            self._streams.get_records, "GetRecords", shard_id, ShardIterator=iterator, Limit=limit
+        )
+        return RecordsPage(response.get("Records", []), response.get("NextShardIterator"))

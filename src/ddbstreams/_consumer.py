@@ -1,0 +1,243 @@
+"""StreamConsumer: wires client, coordinator and checkpoint store; run/start/stop, signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from types import FrameType, TracebackType
+from typing import Any
+
+from ._checkpoints import CheckpointStore, InMemoryCheckpointStore
+from ._client import StreamsAPI, build_boto3_clients
+from ._coordinator import ShardCoordinator, ShardStatus
+from ._errors import ConfigurationError
+from ._reader import Handler, TrimmedDataGap
+from ._settings import ConsumerSettings, StartPosition
+
+logger = logging.getLogger("ddbstreams")
+
+
+class StreamConsumer:
+    """Consume a DynamoDB Stream: call ``handler`` once per record, for every shard.
+
+    Guarantees: at-least-once delivery; per-item order (a parent shard is read to its end
+    before its children); checkpoints are written only for records the handler returned
+    from and never move backwards; nothing is skipped silently. If the handler raises, its
+    shard waits (with growing backoff) and retries the same record while other shards go on.
+
+    Args:
+        handler: called with each :class:`Record`. Records of one shard arrive one at a
+            time and in order; different shards may call it from different threads.
+        table_name: follow this table's current stream (its ``LatestStreamArn``)...
+        stream_arn: ...or read this stream. Give exactly one of the two.
+        checkpoint_store: where progress is kept. Default: in memory (no resume after a
+            restart); use :class:`SQLiteCheckpointStore` to resume.
+        start_position: ``"TRIM_HORIZON"`` or ``"LATEST"``, for shards with no checkpoint
+            at startup; overrides ``settings.start_position``.
+        endpoint_url: a local or custom endpoint, such as ``http://localhost:8000``.
+        region_name: the AWS region; default from the environment / AWS config.
+        session: a ``boto3.Session`` to take credentials and configuration from.
+        client: instead of building boto3 clients, use this object (for example a
+            :class:`ddbstreams.testing.StreamSimulator`).
+        settings: polling, checkpointing and recovery knobs (:class:`ConsumerSettings`).
+        on_data_loss: called with a :class:`TrimmedDataGap` when
+            ``settings.trimmed_data="restart_from_trim_horizon"`` lets reading go on past
+            records lost to the 24 h retention.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        table_name: str | None = None,
+        stream_arn: str | None = None,
+        checkpoint_store: CheckpointStore | None = None,
+        start_position: StartPosition | None = None,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        session: Any = None,
+        client: Any = None,
+        settings: ConsumerSettings | None = None,
+        on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
+    ) -> None:
+        if not callable(handler):
+            raise ConfigurationError(f"handler must be callable, not {handler!r}")
+        if (table_name is None) == (stream_arn is None):
+            raise ConfigurationError("give exactly one of table_name= or stream_arn=")
+        if table_name is not None and (not isinstance(table_name, str) or not table_name):
+            raise ConfigurationError(f"table_name must be a non-empty string, not {table_name!r}")
+        if stream_arn is not None and not _looks_like_stream_arn(stream_arn):
+            raise ConfigurationError(
+                f"stream_arn {stream_arn!r} is not a DynamoDB stream ARN "
+                "(arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL)"
+            )
+        if checkpoint_store is not None and not isinstance(checkpoint_store, CheckpointStore):
+            raise ConfigurationError(
+                "checkpoint_store must have load, load_all and save methods (see "
+                f"ddbstreams.CheckpointStore), not {checkpoint_store!r}"
+            )
+        if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"endpoint_url must start with http:// or https://, not {endpoint_url!r}"
+            )
+        if client is not None and (session is not None or endpoint_url is not None):
+            raise ConfigurationError("client= replaces session= and endpoint_url=; give one")
+        if on_data_loss is not None and not callable(on_data_loss):
+            raise ConfigurationError(f"on_data_loss must be callable, not {on_data_loss!r}")
+        settings = settings if settings is not None else ConsumerSettings()
+        if start_position is not None:
+            settings = replace(settings, start_position=start_position)
+
+        self.handler = handler
+        self.table_name = table_name
+        self.settings = settings
+        self.checkpoint_store: CheckpointStore = (
+            checkpoint_store if checkpoint_store is not None else InMemoryCheckpointStore()
+        )
+        self.on_data_loss = on_data_loss
+        self._stream_arn = stream_arn
+        if client is not None:
+            self._api = StreamsAPI(client, client, attempts=settings.request_attempts)
+        else:
+            streams, dynamodb = build_boto3_clients(
+                session=session,
+                endpoint_url=endpoint_url,
+                region_name=region_name,
+                max_pool_connections=settings.max_workers + 4,
+            )
+            self._api = StreamsAPI(streams, dynamodb, attempts=settings.request_attempts)
+        self._stop_requested = threading.Event()
+        self._coordinator: ShardCoordinator | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.RLock()  # re-entrant: the signal handler takes it too
+
+    @property
+    def stream_arn(self) -> str | None:
+        """The stream being read (resolved from ``table_name`` once running)."""
+        return self._stream_arn
+
+    def run(self) -> None:
+        """Consume until stopped. Blocks.
+
+        In the main thread, Ctrl-C (SIGINT) and SIGTERM stop it cleanly: handler calls in
+        progress finish and checkpoints are written before ``run`` returns.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            self._run()
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("signal %d received: stopping after checkpoints", signum)
+            self._request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        try:
+            self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def start(self) -> None:
+        """Consume in a background thread; see :meth:`stop`."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("this consumer was already started")
+            self._thread = threading.Thread(
+                target=self._run_in_background, name="ddbstreams-consumer", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop a consumer started with :meth:`start` and wait up to ``timeout`` seconds.
+
+        Returns True once it has stopped (checkpoints written), False if it is still
+        finishing a handler call when the timeout passes. If the background run failed,
+        its error is raised here.
+        """
+        self._request_stop()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return True
+
+    @property
+    def running(self) -> bool:
+        """True while a background run started by :meth:`start` is going on."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background run to end by itself (stream disabled, or an error)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def shards(self) -> list[ShardStatus]:
+        """What each known shard is doing (empty before the stream was first described)."""
+        coordinator = self._coordinator
+        return coordinator.shards() if coordinator is not None else []
+
+    def __enter__(self) -> StreamConsumer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        if self._stream_arn is None:
+            assert self.table_name is not None
+            self._stream_arn = self._api.resolve_stream_arn(self.table_name)
+        coordinator = ShardCoordinator(
+            stream_arn=self._stream_arn,
+            client=self._api,
+            handler=self.handler,
+            checkpoint_store=self.checkpoint_store,
+            settings=self.settings,
+            on_data_loss=self.on_data_loss,
+        )
+        with self._lock:
+            self._coordinator = coordinator
+            if self._stop_requested.is_set():
+                return
+        logger.info("consuming %s", self._stream_arn)
+        coordinator.run()
+
+    def _run_in_background(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            logger.error("the consumer stopped on an error: %s", exc)
+            self._error = exc
+
+    def _request_stop(self) -> None:
+        with self._lock:
+            self._stop_requested.set()
+            if self._coordinator is not None:
+                self._coordinator.stop()
+
+
+def _looks_like_stream_arn(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and value.startswith("arn:")
+        and ":dynamodb:" in value
+        and "/stream/" in value
+    )

@@ -1,0 +1,58 @@
+"""DynamoDB AttributeValues (wire JSON form) to Python values.
+
+The result equals what ``boto3.dynamodb.types.TypeDeserializer`` gives (``Decimal`` for N,
+``set`` for SS/NS/BS, ``None`` for NULL), except that binary values are real ``bytes``.
+"""
+
+from __future__ import annotations
+
+from base64 import b64decode
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+_decimal = DYNAMODB_CONTEXT.create_decimal
+
+
+def _binary(value: str | bytes) -> bytes:
+    # Wire JSON carries base64 text; botocore-parsed responses already carry bytes.
+    return value if isinstance(value, bytes) else b64decode(value)
+
+
+def _map(value: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {name: deserialize_value(av) for name, av in value.items()}
+
+
+def _list(value: list[Mapping[str, Any]]) -> list[Any]:
+    return [deserialize_value(av) for av in value]
+
+
+_BY_TYPE: dict[str, Callable[[Any], Any]] = {
+    "S": str,
+    "N": _decimal,
+    "M": _map,
+    "L": _list,
+    "BOOL": bool,
+    "NULL": lambda _value: None,
+    "B": _binary,
+    "SS": set,
+    "NS": lambda value: {_decimal(n) for n in value},
+    "BS": lambda value: {_binary(b) for b in value},
+}
+
+
+def deserialize_value(attribute_value: Mapping[str, Any]) -> Any:
+    """Turn one AttributeValue such as ``{"N": "234"}`` into its Python value."""
+    for type_name, value in attribute_value.items():
+        try:
+            convert = _BY_TYPE[type_name]
+        except KeyError:
+            raise ValueError(f"unknown DynamoDB attribute type {type_name!r}") from None
+        return convert(value)
+    raise ValueError("empty AttributeValue: it must hold exactly one type key")
+
+
+def deserialize_image(image: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Turn an item image (attribute name to AttributeValue) into a plain dict."""
+    return {name: deserialize_value(av) for name, av in image.items()}

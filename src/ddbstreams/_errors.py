@@ -1,0 +1,112 @@
+"""Every error ddbstreams raises, under one base class.
+
+```
+DDBStreamsError                   base of everything below; .retriable says if trying again may help
+├── ConfigurationError            a setting is invalid (also a ValueError)
+├── CredentialsError              no AWS credentials, or AWS rejected them
+├── TableNotFoundError            the table does not exist in this account/region/endpoint
+├── StreamNotEnabledError         the table has no stream: enable one with update-table
+├── StreamNotFoundError           the stream ARN does not exist (or was deleted)
+├── StreamDisabledError           the stream was disabled; every record it held was delivered
+├── TrimmedDataError              records passed the 24 h retention before they were read
+├── CheckpointStoreError          the checkpoint store cannot be read or written
+├── LocalEndpointError            the embedded local endpoint cannot start
+├── ServiceError                  any other error answered by the service; .code holds its code
+└── TransientError                retriable: the consumer backs off and tries again
+    ├── ThrottledError            LimitExceededException, throttling
+    ├── ServerError               HTTP 5xx, InternalServerError
+    ├── EndpointUnreachableError  connection refused/reset, timeouts
+    └── ExpiredIteratorError      a shard iterator was older than 15 minutes
+```
+
+Errors that wrap a botocore error keep it as ``__cause__`` (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+
+class DDBStreamsError(Exception):
+    """Base class of every error raised by ddbstreams."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(DDBStreamsError, ValueError):
+    """A setting passed to ddbstreams is invalid; the message names the parameter."""
+
+
+class CredentialsError(DDBStreamsError):
+    """No AWS credentials were found, or AWS rejected them."""
+
+
+class TableNotFoundError(DDBStreamsError):
+    """The table does not exist at this endpoint, account and region."""
+
+
+class StreamNotEnabledError(DDBStreamsError):
+    """The table exists but has no stream."""
+
+
+class StreamNotFoundError(DDBStreamsError):
+    """The stream ARN is unknown to the service (wrong ARN, or the table was deleted)."""
+
+
+class StreamDisabledError(DDBStreamsError):
+    """The stream was disabled and every record it still held has been delivered.
+
+    Re-enabling a stream creates a *new* stream with a new ARN (the table's
+    ``LatestStreamArn``); start a consumer on that one.
+    """
+
+
+class TrimmedDataError(DDBStreamsError):
+    """Records of a shard were trimmed (older than 24 h) before this consumer read them.
+
+    Attributes name the lost range: ``shard_id`` and ``after_sequence_number`` (the
+    last sequence number that was delivered, or ``None`` if nothing was).
+    """
+
+    def __init__(
+        self, message: str, *, shard_id: str = "", after_sequence_number: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.shard_id = shard_id
+        self.after_sequence_number = after_sequence_number
+
+
+class CheckpointStoreError(DDBStreamsError):
+    """The checkpoint store could not be opened, read or written."""
+
+
+class LocalEndpointError(DDBStreamsError):
+    """The embedded local endpoint could not start (extra missing, port taken)."""
+
+
+class ServiceError(DDBStreamsError):
+    """The service answered with an error ddbstreams has no more specific class for."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientError(DDBStreamsError):
+    """A failure that may pass: the consumer backs off and tries again."""
+
+    retriable = True
+
+
+class ThrottledError(TransientError):
+    """The service throttled a call (``LimitExceededException`` and friends)."""
+
+
+class ServerError(TransientError):
+    """The service failed on its side (HTTP 5xx, ``InternalServerError``)."""
+
+
+class EndpointUnreachableError(TransientError):
+    """The endpoint could not be reached: connection refused or reset, or a timeout."""
+
+
+class ExpiredIteratorError(TransientError):
+    """A shard iterator expired (they live 15 minutes); the reader takes a new one."""

@@ -1,0 +1,226 @@
+"""One shard: its iterator, its fetches, its handler calls, its checkpoints, its end.
+
+A ``ShardReader`` is a state machine advanced by ``step()``; the coordinator runs at most
+one step of a shard at a time, so a shard's records reach the handler one by one, in order.
+Steps never sleep: they return how long to wait before the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._checkpoints import Checkpoint, CheckpointStore
+from ._client import StreamsAPI
+from ._errors import ExpiredIteratorError, TransientError, TrimmedDataError
+from ._lineage import ShardInfo
+from ._records import Record
+from ._settings import ConsumerSettings
+
+logger = logging.getLogger("ddbstreams")
+
+Handler = Callable[[Record], Any]
+
+
+@dataclass(frozen=True)
+class TrimmedDataGap:
+    """Records lost to the 24 h retention, reported when ``trimmed_data`` allows going on.
+
+    Every record of shard ``shard_id`` after ``after_sequence_number`` (the last one
+    delivered) up to the oldest record still retained was trimmed unread.
+    """
+
+    stream_arn: str
+    shard_id: str
+    after_sequence_number: str | None
+
+
+class ShardReader:
+    """Reads one shard from its checkpoint (or start position) to its end."""
+
+    def __init__(
+        self,
+        *,
+        shard: ShardInfo,
+        stream_arn: str,
+        api: StreamsAPI,
+        handler: Handler,
+        store: CheckpointStore,
+        settings: ConsumerSettings,
+        checkpoint: Checkpoint | None,
+        start_position: str,
+        on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        self.shard = shard
+        self.stream_arn = stream_arn
+        self._api = api
+        self._handler = handler
+        self._store = store
+        self._settings = settings
+        self._on_data_loss = on_data_loss
+        self._clock = clock
+        self._random_fraction = random_fraction
+        self._start_position = start_position
+
+        self.delivered: str | None = checkpoint.sequence_number if checkpoint else None
+        self.finished = bool(checkpoint and checkpoint.finished)
+        self.skipped = False
+        self.records_delivered = 0
+        self.failures = 0
+        self._checkpointed = self.delivered
+        self._since_checkpoint = 0
+        self._last_checkpoint_at = clock()
+        self._iterator: str | None = None
+        self._pending: deque[dict[str, Any]] = deque()
+        self._end_reached = False
+
+    @property
+    def shard_id(self) -> str:
+        return self.shard.shard_id
+
+    def skip(self) -> None:
+        """Treat this shard as done without reading it (a closed shard under LATEST)."""
+        self.skipped = True
+        self.finished = True
+
+    def step(self, stop: threading.Event) -> float:
+        """Fetch a page if needed and hand its records to the handler.
+
+        Returns the seconds to wait before the next step: 0 while records flow, the poll
+        interval after an empty page, a growing backoff after failures.
+        """
+        try:
+            page_had_records = False
+            if not self._pending and not self._end_reached:
+                page_had_records = self._fetch()
+            if not self._deliver(stop):
+                return self._backoff()
+            if self._end_reached and not self._pending:
+                self._finish()
+                return 0.0
+            self.failures = 0
+            if self._since_checkpoint and (
+                self._clock() - self._last_checkpoint_at >= self._settings.checkpoint_interval
+            ):
+                self.checkpoint()
+            return 0.0 if page_had_records or self._pending else self._settings.poll_interval
+        except ExpiredIteratorError:
+            logger.info("shard %s: iterator expired; taking a new one", self.shard_id)
+            self._iterator = None
+            return 0.0
+        except TransientError as exc:
+            self.failures += 1
+            delay = self._backoff()
+            logger.warning("shard %s: %s; retrying in %.2fs", self.shard_id, exc, delay)
+            return delay
+
+    def checkpoint(self) -> None:
+        """Save the last delivered record as this shard's checkpoint, if it moved."""
+        if self.delivered != self._checkpointed:
+            self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered))
+            self._checkpointed = self.delivered
+        self._since_checkpoint = 0
+        self._last_checkpoint_at = self._clock()
+
+    def _fetch(self) -> bool:
+        if self._iterator is None:
+            self._iterator = self._acquire_iterator()
+        try:
+            page = self._api.get_records(self.shard_id, self._iterator, self._settings.batch_size)
+        except TrimmedDataError as exc:
+            self._iterator = None
+            self._on_trimmed(exc)
+            return False
+        self._iterator = page.next_iterator
+        self._end_reached = page.next_iterator is None
+        self._pending.extend(page.records)
+        return bool(page.records)
+
+    def _acquire_iterator(self) -> str:
+        if self.delivered is not None:
+            try:
+                return self._api.get_shard_iterator(
+                    self.stream_arn, self.shard_id, "AFTER_SEQUENCE_NUMBER", self.delivered
+                )
+            except TrimmedDataError as exc:
+                self._on_trimmed(exc)
+        return self._api.get_shard_iterator(
+            self.stream_arn, self.shard_id, self._start_position, None
+        )
+
+    def _on_trimmed(self, exc: TrimmedDataError) -> None:
+        if self.delivered is None:
+            # Reading from the oldest record: trimming only moved where that is.
+            self._start_position = "TRIM_HORIZON"
+            return
+        if self._settings.trimmed_data == "raise":
+            raise TrimmedDataError(
+                f"shard {self.shard_id} of {self.stream_arn}: the records after sequence "
+                f"number {self.delivered} were trimmed by the 24-hour retention before they "
+                "were read, so they are lost. To go on from the oldest record still retained "
+                "and have the gap reported, set trimmed_data='restart_from_trim_horizon'.",
+                shard_id=self.shard_id,
+                after_sequence_number=self.delivered,
+            ) from exc
+        gap = TrimmedDataGap(self.stream_arn, self.shard_id, self.delivered)
+        logger.error(
+            "shard %s: records after sequence number %s were trimmed unread (24 h retention); "
+            "going on from the oldest record still retained",
+            self.shard_id,
+            self.delivered,
+        )
+        if self._on_data_loss is not None:
+            self._on_data_loss(gap)
+        self.delivered = None
+        self._start_position = "TRIM_HORIZON"
+
+    def _deliver(self, stop: threading.Event) -> bool:
+        """Hand pending records to the handler; False if it raised (the record stays)."""
+        settings = self._settings
+        while self._pending and not stop.is_set():
+            raw = self._pending[0]
+            try:
+                self._handler(Record(raw, self.shard_id))
+            except Exception:
+                self.failures += 1
+                logger.exception(
+                    "shard %s: the handler raised on record %s (failure %d); the shard waits "
+                    "and retries this record",
+                    self.shard_id,
+                    raw.get("dynamodb", {}).get("SequenceNumber"),
+                    self.failures,
+                )
+                return False
+            self._pending.popleft()
+            self.delivered = raw["dynamodb"]["SequenceNumber"]
+            self.records_delivered += 1
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= settings.checkpoint_every:
+                self.checkpoint()
+        return True
+
+    def _finish(self) -> None:
+        self._store.save(
+            self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True)
+        )
+        self._checkpointed = self.delivered
+        self.finished = True
+        logger.info(
+            "shard %s: read to its end (%d records this run)", self.shard_id, self.records_delivered
+        )
+
+    def _backoff(self) -> float:
+        settings = self._settings
+        ceiling = min(
+            settings.handler_retry_max,
+            settings.handler_retry_initial * 2 ** min(max(self.failures - 1, 0), 30),
+        )
+        return ceiling * (0.5 + self._random_fraction() / 2)

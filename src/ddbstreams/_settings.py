@@ -1,0 +1,106 @@
+"""ConsumerSettings: the validated knobs of a consumer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import ConfigurationError
+
+StartPosition = Literal["TRIM_HORIZON", "LATEST"]
+TrimmedDataPolicy = Literal["raise", "restart_from_trim_horizon"]
+
+START_POSITIONS: tuple[StartPosition, ...] = ("TRIM_HORIZON", "LATEST")
+TRIMMED_DATA_POLICIES: tuple[TrimmedDataPolicy, ...] = ("raise", "restart_from_trim_horizon")
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """How a consumer polls, checkpoints and recovers. Every field is checked on creation.
+
+    Attributes:
+        start_position: where a shard without a checkpoint starts when the consumer first
+            meets the stream: ``"TRIM_HORIZON"`` (oldest retained record) or ``"LATEST"``
+            (only new records). Shards that appear later (children of a rollover or split)
+            always start at TRIM_HORIZON, so nothing after startup is missed.
+        poll_interval: seconds to wait after an empty ``GetRecords`` page before asking
+            that shard again. A shard that returned records is asked again at once.
+        batch_size: the ``Limit`` of each ``GetRecords`` call (1 to 1000).
+        checkpoint_every: write a shard's checkpoint after this many handled records...
+        checkpoint_interval: ...or after this many seconds, whichever comes first. A
+            checkpoint is also written at every shard end and at shutdown.
+        discovery_interval: seconds between two ``DescribeStream`` scans for new shards
+            (a scan also runs as soon as a shard is read to its end).
+        max_workers: the most shards read at the same time (threads in the pool).
+        handler_retry_initial: first wait, in seconds, after the handler raises; it doubles
+            on each new failure of the same record, up to ``handler_retry_max``.
+        handler_retry_max: the longest wait between two attempts at a failing record.
+        trimmed_data: what to do when a checkpoint points at records already trimmed by
+            the 24 h retention: ``"raise"`` a :class:`TrimmedDataError` (default), or
+            ``"restart_from_trim_horizon"``, which reports the gap and goes on.
+        request_attempts: tries of one AWS call on a transient failure before the error
+            reaches the shard reader (which then backs off and goes on).
+    """
+
+    start_position: StartPosition = "TRIM_HORIZON"
+    poll_interval: float = 0.25
+    batch_size: int = 1000
+    checkpoint_every: int = 1000
+    checkpoint_interval: float = 5.0
+    discovery_interval: float = 30.0
+    max_workers: int = 16
+    handler_retry_initial: float = 0.1
+    handler_retry_max: float = 30.0
+    trimmed_data: TrimmedDataPolicy = "raise"
+    request_attempts: int = 4
+
+    def __post_init__(self) -> None:
+        if self.start_position not in START_POSITIONS:
+            raise ConfigurationError(
+                f"start_position must be one of {', '.join(START_POSITIONS)}, "
+                f"not {self.start_position!r}"
+            )
+        if self.trimmed_data not in TRIMMED_DATA_POLICIES:
+            raise ConfigurationError(
+                f"trimmed_data must be one of {', '.join(TRIMMED_DATA_POLICIES)}, "
+                f"not {self.trimmed_data!r}"
+            )
+        for name in (
+            "poll_interval",
+            "checkpoint_interval",
+            "discovery_interval",
+            "handler_retry_initial",
+            "handler_retry_max",
+        ):
+            _check_seconds(name, getattr(self, name))
+        _check_int("batch_size", self.batch_size, 1, 1000)
+        _check_int("checkpoint_every", self.checkpoint_every, 1, None)
+        _check_int("max_workers", self.max_workers, 1, None)
+        _check_int("request_attempts", self.request_attempts, 1, None)
+        if self.handler_retry_max < self.handler_retry_initial:
+            raise ConfigurationError(
+                "handler_retry_max must be at least handler_retry_initial "
+                f"({self.handler_retry_max} < {self.handler_retry_initial})"
+            )
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ConfigurationError(f"{name} must be a whole number {bounds}, not {value!r}")
