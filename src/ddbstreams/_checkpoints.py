@@ -154,8 +154,7 @@ class SQLiteCheckpointStore:
                     ).fetchone()
                     if row is None or not Checkpoint(row[0], bool(row[1])).covers(checkpoint):
                         self._db.execute(
-                            "INSERT OR REPLACE INTO ddbstreams_checkpoints "
-                            "VALUES (?, ?, ?, ?, ?)",
+                            "INSERT OR REPLACE INTO ddbstreams_checkpoints VALUES (?, ?, ?, ?, ?)",
                             (
                                 stream_arn,
                                 shard_id,

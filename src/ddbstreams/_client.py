@@ -24,7 +24,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from ._errors import (
@@ -201,8 +201,10 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
 
 
 def _should_retry(exc: BaseException) -> bool:
-    return isinstance(exc, DDBStreamsError) and exc.retriable and not isinstance(
-        exc, ExpiredIteratorError
+    return (
+        isinstance(exc, DDBStreamsError)
+        and exc.retriable
+        and not isinstance(exc, ExpiredIteratorError)
     )
 
 
@@ -241,7 +243,7 @@ class StreamsAPI:
 
         for attempt in Retrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
             retry=retry_if_exception(_should_retry),
             sleep=self._sleep,
             before_sleep=log_retry,

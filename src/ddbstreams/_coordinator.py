@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import threading
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 from ._checkpoints import CheckpointStore
 from ._client import StreamsAPI
-from ._errors import StreamDisabledError, TransientError
+from ._errors import EndpointUnreachableError, StreamDisabledError, TransientError
 from ._lineage import ShardInfo, ShardLineage
 from ._reader import Handler, ShardReader, TrimmedDataGap
 from ._settings import ConsumerSettings
@@ -119,7 +120,7 @@ class ShardCoordinator:
         pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="ddbstreams")
         failed = True
         try:
-            self._discover()
+            self._first_discovery()
             next_discovery = self._clock() + self.settings.discovery_interval
             while not self._stop.is_set():
                 self._wake.clear()
@@ -144,7 +145,7 @@ class ShardCoordinator:
                         continue
                     self._in_flight.add(shard_id)
                     future = pool.submit(self._readers[shard_id].step, self._stop)
-                    future.add_done_callback(lambda f, s=shard_id: on_done(s, f))
+                    future.add_done_callback(functools.partial(on_done, shard_id))
                 wake_at = min(next_discovery, self._schedule[0][0] if self._schedule else 1e300)
                 self._wake.wait(max(0.0, wake_at - self._clock()))
             failed = False
@@ -152,6 +153,22 @@ class ShardCoordinator:
             self._stop.set()
             pool.shutdown(wait=True)
             self._checkpoint_all(failed)
+
+    def _first_discovery(self) -> None:
+        """Discover, riding out throttling and server errors; an unreachable endpoint at
+        startup is a configuration problem and is raised."""
+        delay = 0.1
+        while True:
+            try:
+                self._discover()
+                return
+            except EndpointUnreachableError:
+                raise
+            except TransientError as exc:
+                logger.warning("DescribeStream failed, retrying in %.1fs: %s", delay, exc)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 5.0)
 
     def _discover_safely(self) -> float:
         """Discover; on a transient failure log it and try again sooner."""
@@ -175,7 +192,9 @@ class ShardCoordinator:
         self._discovered_once = True
         if new_shards:
             logger.info(
-                "stream %s: %d new shard(s), %d known", self.stream_arn, len(new_shards),
+                "stream %s: %d new shard(s), %d known",
+                self.stream_arn,
+                len(new_shards),
                 len(self._lineage),
             )
         for shard in new_shards:

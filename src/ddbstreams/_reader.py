@@ -208,9 +208,7 @@ class ShardReader:
         return True
 
     def _finish(self) -> None:
-        self._store.save(
-            self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True)
-        )
+        self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True))
         self._checkpointed = self.delivered
         self.finished = True
         logger.info(
@@ -221,6 +219,6 @@ class ShardReader:
         settings = self._settings
         ceiling = min(
             settings.handler_retry_max,
-            settings.handler_retry_initial * 2 ** min(max(self.failures - 1, 0), 30),
+            settings.handler_retry_initial * 2.0 ** min(max(self.failures - 1, 0), 30),
         )
         return ceiling * (0.5 + self._random_fraction() / 2)

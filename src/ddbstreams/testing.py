@@ -178,9 +178,15 @@ class StreamSimulator:
                 "SequenceNumber": str(sequence_number),
                 "StreamViewType": self.stream_view_type,
             }
-            if new_image is not None and self.stream_view_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+            if new_image is not None and self.stream_view_type in (
+                "NEW_IMAGE",
+                "NEW_AND_OLD_IMAGES",
+            ):
                 stream["NewImage"] = self._wire(new_image)
-            if old_image is not None and self.stream_view_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
+            if old_image is not None and self.stream_view_type in (
+                "OLD_IMAGE",
+                "NEW_AND_OLD_IMAGES",
+            ):
                 stream["OldImage"] = self._wire(old_image)
             stream["SizeBytes"] = len(repr(stream))
             record: dict[str, Any] = {
@@ -192,7 +198,10 @@ class StreamSimulator:
                 "dynamodb": stream,
             }
             if ttl:
-                record["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
+                record["userIdentity"] = {
+                    "Type": "Service",
+                    "PrincipalId": "dynamodb.amazonaws.com",
+                }
             shard.records.append((sequence_number, self.now, record))
             return str(sequence_number)
 
@@ -261,7 +270,7 @@ class StreamSimulator:
 
     # ------------------------------------------------------------------- the client API
 
-    def describe_table(self, *, TableName: str) -> dict[str, Any]:  # noqa: N803
+    def describe_table(self, *, TableName: str) -> dict[str, Any]:
         with self._lock:
             self._call("DescribeTable")
             if TableName != self.table_name:
@@ -286,9 +295,9 @@ class StreamSimulator:
     def describe_stream(
         self,
         *,
-        StreamArn: str,  # noqa: N803
-        Limit: int = _MAX_DESCRIBE_PAGE,  # noqa: N803
-        ExclusiveStartShardId: str | None = None,  # noqa: N803
+        StreamArn: str,
+        Limit: int = _MAX_DESCRIBE_PAGE,
+        ExclusiveStartShardId: str | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             self._call("DescribeStream")
@@ -315,10 +324,10 @@ class StreamSimulator:
     def get_shard_iterator(
         self,
         *,
-        StreamArn: str,  # noqa: N803
-        ShardId: str,  # noqa: N803
-        ShardIteratorType: str,  # noqa: N803
-        SequenceNumber: str | None = None,  # noqa: N803
+        StreamArn: str,
+        ShardId: str,
+        ShardIteratorType: str,
+        SequenceNumber: str | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             self._call("GetShardIterator")
@@ -354,16 +363,14 @@ class StreamSimulator:
                 )
             return {"ShardIterator": self._issue(shard.shard_id, position)}
 
-    def get_records(self, *, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:  # noqa: N803
+    def get_records(self, *, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
         with self._lock:
             self._call("GetRecords")
             iterator = self._iterators.get(ShardIterator)
             if iterator is None:
                 raise _client_error("ValidationException", "Invalid ShardIterator", "GetRecords")
             if self.now - iterator.issued_at > self.iterator_ttl:
-                raise _client_error(
-                    "ExpiredIteratorException", "Iterator expired", "GetRecords"
-                )
+                raise _client_error("ExpiredIteratorException", "Iterator expired", "GetRecords")
             shard = self._shards[iterator.shard_id]
             if iterator.position < self._first_kept_index(shard):
                 raise _client_error(
@@ -394,7 +401,9 @@ class StreamSimulator:
     def _check_arn(self, stream_arn: str, operation: str) -> None:
         if stream_arn != self.stream_arn:
             raise _client_error(
-                "ResourceNotFoundException", f"Requested resource not found: {stream_arn}", operation
+                "ResourceNotFoundException",
+                f"Requested resource not found: {stream_arn}",
+                operation,
             )
 
     def _new_shard(self, parent: str | None, low: int, high: int) -> _SimShard:
@@ -455,7 +464,10 @@ class StreamSimulator:
         sequence_range = {"StartingSequenceNumber": str(shard.starting_sequence_number)}
         if shard.ending_sequence_number is not None:
             sequence_range["EndingSequenceNumber"] = str(shard.ending_sequence_number)
-        described: dict[str, Any] = {"ShardId": shard.shard_id, "SequenceNumberRange": sequence_range}
+        described: dict[str, Any] = {
+            "ShardId": shard.shard_id,
+            "SequenceNumberRange": sequence_range,
+        }
         if shard.parent_shard_id is not None:
             described["ParentShardId"] = shard.parent_shard_id
         return described
@@ -474,7 +486,7 @@ def _to_wire(attribute_value: dict[str, Any]) -> dict[str, Any]:
     """boto3's serializer gives bytes for binary; the wire carries base64 text."""
     import base64
 
-    (type_name, value), = attribute_value.items()
+    ((type_name, value),) = attribute_value.items()
     if type_name == "B":
         return {"B": base64.b64encode(_raw_bytes(value)).decode()}
     if type_name == "BS":
