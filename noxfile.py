@@ -1,0 +1,49 @@
+"""Project tasks. `nox` runs lint, typecheck and tests; `nox -s demo` runs the exercise."""
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+CODE = ["src", "tests", "examples", "benchmarks", "noxfile.py"]
+
+
+def group(name: str) -> list[str]:
+    return nox.project.dependency_groups(PYPROJECT, name)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    session.install(*group("lint"))
+    session.run("ruff", "check", *CODE)
+    session.run("ruff", "format", "--check", *CODE)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/."""
+    session.install("-e", ".", *group("typecheck"))
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite, integration tests over HTTP against the embedded endpoint."""
+    session.install("-e", ".[local]", *group("test"))
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (API reference from docstrings)."""
+    session.install("-e", ".", *group("docs"))
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The seed exercise end to end on the embedded local endpoint."""
+    session.install(".[local]")
+    session.run("python", "examples/run_exercise.py", *session.posargs)

@@ -1,0 +1,123 @@
+"""Checkpoint stores: never backwards, finished sticks, SQLite durable and shared."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddbstreams import (
+    Checkpoint,
+    CheckpointStore,
+    CheckpointStoreError,
+    InMemoryCheckpointStore,
+    SQLiteCheckpointStore,
+)
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/label"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> CheckpointStore:
+    if request.param == "memory":
+        return InMemoryCheckpointStore()
+    return SQLiteCheckpointStore(tmp_path / "checkpoints.db")
+
+
+def test_stores_satisfy_the_protocol(store: CheckpointStore) -> None:
+    assert isinstance(store, CheckpointStore)
+
+
+def test_save_and_load(store: CheckpointStore) -> None:
+    assert store.load(ARN, "s1") is None
+    store.save(ARN, "s1", Checkpoint("100000000000000000001"))
+    store.save(ARN, "s2", Checkpoint(None, finished=True))
+    store.save("other-arn", "s1", Checkpoint("5" * 21))
+    assert store.load(ARN, "s1") == Checkpoint("100000000000000000001")
+    assert store.load_all(ARN) == {
+        "s1": Checkpoint("100000000000000000001"),
+        "s2": Checkpoint(None, finished=True),
+    }
+
+
+def test_compares_sequence_numbers_as_integers(store: CheckpointStore) -> None:
+    # As strings "999..." (21 digits) > "1000..." (22 digits): wrong.
+    store.save(ARN, "s", Checkpoint("9" * 21))
+    store.save(ARN, "s", Checkpoint("1" + "0" * 21))
+    assert store.load(ARN, "s") == Checkpoint("1" + "0" * 21)
+    store.save(ARN, "s", Checkpoint("9" * 21))
+    assert store.load(ARN, "s") == Checkpoint("1" + "0" * 21)
+
+
+def test_finished_is_never_undone(store: CheckpointStore) -> None:
+    store.save(ARN, "s", Checkpoint("200000000000000000000", finished=True))
+    store.save(ARN, "s", Checkpoint("300000000000000000000"))
+    assert store.load(ARN, "s") == Checkpoint("200000000000000000000", finished=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(min_value=10**20, max_value=10**40), min_size=1, max_size=20))
+def test_checkpoint_never_moves_backwards(sequence: list[int]) -> None:
+    store = InMemoryCheckpointStore()
+    highest = 0
+    for value in sequence:
+        store.save(ARN, "s", Checkpoint(str(value)))
+        highest = max(highest, value)
+        saved = store.load(ARN, "s")
+        assert saved is not None and saved.sequence_number is not None
+        assert int(saved.sequence_number) == highest
+
+
+def test_sqlite_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    first = SQLiteCheckpointStore(path)
+    first.save(ARN, "s", Checkpoint("123456789012345678901"))
+    first.close()
+    assert SQLiteCheckpointStore(path).load(ARN, "s") == Checkpoint("123456789012345678901")
+
+
+def _hammer(path: str, offset: int) -> None:
+    store = SQLiteCheckpointStore(path)
+    for i in range(200):
+        store.save(ARN, f"shard-{i % 4}", Checkpoint(str(10**20 + i * 2 + offset)))
+
+
+def test_sqlite_is_safe_for_several_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    SQLiteCheckpointStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hammer, args=(path, offset)) for offset in (0, 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    saved = SQLiteCheckpointStore(path).load_all(ARN)
+    # Each shard ends at the highest value either process wrote to it.
+    for shard in range(4):
+        highest = max(10**20 + i * 2 + offset for i in range(shard, 200, 4) for offset in (0, 1))
+        assert saved[f"shard-{shard}"] == Checkpoint(str(highest))
+
+
+def test_sqlite_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CheckpointStoreError, match="garbage.db.*move it aside"):
+        SQLiteCheckpointStore(path)
+
+
+def test_sqlite_rejects_a_database_with_a_foreign_table(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE ddbstreams_checkpoints (something TEXT)")
+    with pytest.raises(CheckpointStoreError, match="other.db"):
+        SQLiteCheckpointStore(path)
+
+
+def test_sqlite_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointStoreError, match="cannot use"):
+        SQLiteCheckpointStore(tmp_path / "missing-dir" / "c.db")

@@ -1,0 +1,205 @@
+"""One shard's state machine, stepped by hand against the simulator: no threads, no sleeps."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from ddbstreams import (
+    Checkpoint,
+    ConsumerSettings,
+    InMemoryCheckpointStore,
+    Record,
+    TrimmedDataError,
+    TrimmedDataGap,
+)
+from ddbstreams._client import StreamsAPI
+from ddbstreams._lineage import ShardInfo
+from ddbstreams._reader import ShardReader
+from ddbstreams.testing import StreamSimulator
+
+NO_STOP = threading.Event()
+
+
+def item(n: int) -> dict[str, Any]:
+    return {"email": f"user{n}@example.com", "order_number": f"2023/01/01#{n}", "order_amount": n}
+
+
+class Harness:
+    def __init__(self, sim: StreamSimulator, **settings: Any) -> None:
+        self.sim = sim
+        self.store = InMemoryCheckpointStore()
+        self.seen: list[str] = []
+        self.fail_next = 0
+        self.gaps: list[TrimmedDataGap] = []
+        self.settings = ConsumerSettings(**{"checkpoint_every": 2, **settings})
+        self.api = StreamsAPI(sim, sim, attempts=3, sleep=lambda _: None)
+
+    def handler(self, record: Record) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("handler failure")
+        self.seen.append(record.sequence_number)
+
+    def reader(self, checkpoint: Checkpoint | None = None, start: str = "TRIM_HORIZON") -> ShardReader:
+        described = self.sim.describe_stream(StreamArn=self.sim.stream_arn)
+        shard = ShardInfo.from_wire(described["StreamDescription"]["Shards"][0])
+        return ShardReader(
+            shard=shard,
+            stream_arn=self.sim.stream_arn,
+            api=self.api,
+            handler=self.handler,
+            store=self.store,
+            settings=self.settings,
+            checkpoint=checkpoint,
+            start_position=start,
+            on_data_loss=self.gaps.append,
+            clock=lambda: self.sim.now,
+            random_fraction=lambda: 1.0,
+        )
+
+
+def test_delivers_in_order_and_checkpoints_every_n() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(5)]
+    h = Harness(sim)
+    reader = h.reader()
+    assert reader.step(NO_STOP) == 0.0
+    assert h.seen == written
+    # checkpoint_every=2: written after the 2nd and 4th record; the 5th waits for its time.
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[3])
+    assert reader.step(NO_STOP) == h.settings.poll_interval  # empty page: wait
+    reader.checkpoint()
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[4])
+
+
+def test_checkpoint_interval_applies_while_idle() -> None:
+    sim = StreamSimulator()
+    written = sim.insert(item(1))
+    h = Harness(sim, checkpoint_every=100, checkpoint_interval=5.0)
+    reader = h.reader()
+    reader.step(NO_STOP)
+    assert h.store.load(sim.stream_arn, reader.shard_id) is None
+    sim.advance(6)
+    reader.step(NO_STOP)
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written)
+
+
+def test_handler_error_keeps_the_record_and_backs_off() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim, handler_retry_initial=0.5, handler_retry_max=1.5)
+    reader = h.reader()
+    h.fail_next = 3
+    delays = [reader.step(NO_STOP) for _ in range(3)]
+    assert delays == [0.5, 1.0, 1.5]  # doubling, capped (jitter pinned to its top)
+    assert h.seen == []
+    assert h.store.load(sim.stream_arn, reader.shard_id) is None
+    reader.step(NO_STOP)
+    assert h.seen == written  # nothing skipped, order kept
+
+
+def test_expired_iterator_resumes_after_the_last_delivered_record() -> None:
+    sim = StreamSimulator()
+    first = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim)
+    reader = h.reader()
+    reader.step(NO_STOP)
+    second = [sim.insert(item(n)) for n in range(3, 5)]
+    sim.advance(901)  # the held iterator is now older than 15 minutes
+    assert reader.step(NO_STOP) == 0.0  # expiry noticed, new iterator next step
+    reader.step(NO_STOP)
+    assert h.seen == first + second  # no replay from the start, no gap
+
+
+def test_resumes_after_a_checkpoint() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(4)]
+    h = Harness(sim)
+    reader = h.reader(checkpoint=Checkpoint(written[1]))
+    reader.step(NO_STOP)
+    assert h.seen == written[2:]
+
+
+def test_trimmed_checkpoint_raises_by_default_naming_shard_and_range() -> None:
+    sim = StreamSimulator()
+    old = [sim.insert(item(n)) for n in range(3)]
+    sim.advance(86400 + 10)
+    kept = sim.insert(item(9))
+    h = Harness(sim)
+    reader = h.reader(checkpoint=Checkpoint(old[0]))
+    with pytest.raises(TrimmedDataError) as caught:
+        reader.step(NO_STOP)
+    assert caught.value.shard_id == reader.shard_id
+    assert caught.value.after_sequence_number == old[0]
+    assert old[0] in str(caught.value) and "restart_from_trim_horizon" in str(caught.value)
+    assert h.seen == [] and kept
+
+
+def test_trimmed_checkpoint_opt_in_reports_the_gap_and_goes_on() -> None:
+    sim = StreamSimulator()
+    old = [sim.insert(item(n)) for n in range(3)]
+    sim.advance(86400 + 10)
+    kept = [sim.insert(item(n)) for n in range(10, 12)]
+    h = Harness(sim, trimmed_data="restart_from_trim_horizon")
+    reader = h.reader(checkpoint=Checkpoint(old[0]))
+    reader.step(NO_STOP)
+    reader.step(NO_STOP)
+    assert h.gaps == [TrimmedDataGap(sim.stream_arn, reader.shard_id, old[0])]
+    assert h.seen == kept
+
+
+def test_throttling_is_retried_then_backed_off_without_losing_records() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(2)]
+    h = Harness(sim)
+    reader = h.reader()
+    sim.throttle("GetRecords", times=5)  # more than the 3 request attempts
+    delay = reader.step(NO_STOP)
+    assert delay > 0 and reader.failures == 1
+    reader.step(NO_STOP)
+    assert h.seen == written
+    assert sim.calls["GetRecords"] == 6
+
+
+def test_shard_end_with_records_on_the_last_page_delivers_then_finishes() -> None:
+    sim = StreamSimulator(records_with_end=True)
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim)
+    reader = h.reader()
+    sim.rollover()
+    reader.step(NO_STOP)
+    assert h.seen == written
+    assert reader.finished
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1], finished=True)
+
+
+def test_stop_between_records_keeps_the_rest_for_later() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim)
+    stop = threading.Event()
+    reader = h.reader()
+
+    def stop_after_first(record: Record) -> None:
+        h.seen.append(record.sequence_number)
+        stop.set()
+
+    reader._handler = stop_after_first
+    reader.step(stop)
+    reader.checkpoint()
+    assert h.seen == written[:1]
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[0])
+
+
+def test_latest_start_skips_existing_records() -> None:
+    sim = StreamSimulator()
+    sim.insert(item(1))
+    h = Harness(sim)
+    reader = h.reader(start="LATEST")
+    reader.step(NO_STOP)
+    new = sim.insert(item(2))
+    reader.step(NO_STOP)
+    assert h.seen == [new]
