@@ -68,7 +68,8 @@ def test_checkpoint_never_moves_backwards(sequence: list[int]) -> None:
         store.save(ARN, "s", Checkpoint(str(value)))
         highest = max(highest, value)
         saved = store.load(ARN, "s")
-        assert saved is not None and saved.sequence_number is not None
+        assert saved is not None
+        assert saved.sequence_number is not None
         assert int(saved.sequence_number) == highest
 
 
@@ -106,7 +107,7 @@ def test_sqlite_is_safe_for_several_processes(tmp_path: Path) -> None:
 def test_sqlite_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "garbage.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(CheckpointStoreError, match="garbage.db.*move it aside"):
+    with pytest.raises(CheckpointStoreError, match=r"garbage\.db.*move it aside"):
         SQLiteCheckpointStore(path)
 
 
@@ -114,7 +115,7 @@ def test_sqlite_rejects_a_database_with_a_foreign_table(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE ddbstreams_checkpoints (something TEXT)")
-    with pytest.raises(CheckpointStoreError, match="other.db"):
+    with pytest.raises(CheckpointStoreError, match=r"other\.db"):
         SQLiteCheckpointStore(path)
 
 

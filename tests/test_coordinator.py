@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import FAST
 from ddbstreams import (
     ConsumerSettings,
     InMemoryCheckpointStore,
@@ -70,7 +70,9 @@ def test_per_item_order_holds_across_rollovers_and_splits(ops: list[tuple[str, i
 def test_more_than_100_shards_are_all_read() -> None:
     sim = StreamSimulator(shard_count=250)
     written = {sim.insert(item(n)) for n in range(600)}
-    collector = consume(sim, len(written), settings=ConsumerSettings(poll_interval=0.05, max_workers=8))
+    collector = consume(
+        sim, len(written), settings=ConsumerSettings(poll_interval=0.05, max_workers=8)
+    )
     assert set(collector.sequence_numbers()) == written
     assert sim.calls["DescribeStream"] >= 3  # 250 shards = 3 pages of at most 100
 
@@ -81,7 +83,9 @@ def test_the_pool_is_bounded() -> None:
         sim.insert(item(n))
     collector = RecordCollector()
     consumer = StreamConsumer(
-        collector, stream_arn=sim.stream_arn, client=sim,
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
         settings=ConsumerSettings(poll_interval=0.01, max_workers=3),
     )
     with consumer:
@@ -140,7 +144,10 @@ def test_transient_faults_are_ridden_out(operation: str, code: str) -> None:
     sim.inject(operation, code, times=6)  # more than request_attempts, so shards back off too
     written = {sim.insert(item(n)) for n in range(10)}
     settings_ = ConsumerSettings(
-        poll_interval=0.01, handler_retry_initial=0.01, handler_retry_max=0.05, discovery_interval=0.1
+        poll_interval=0.01,
+        handler_retry_initial=0.01,
+        handler_retry_max=0.05,
+        discovery_interval=0.1,
     )
     collector = consume(sim, 10, settings=settings_)
     assert set(collector.sequence_numbers()) == written

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 from ddbstreams._deserialize import deserialize_image, deserialize_value
 
-numbers = st.decimals(
-    min_value=Decimal("-1e30"), max_value=Decimal("1e30"), allow_nan=False, places=None
-).filter(lambda d: len(d.as_tuple().digits) <= 38).map(lambda d: str(d))
+numbers = (
+    st.decimals(min_value=Decimal("-1e30"), max_value=Decimal("1e30"), allow_nan=False, places=None)
+    .filter(lambda d: len(d.as_tuple().digits) <= 38)
+    .map(lambda d: str(d))
+)
 names = st.text(min_size=1, max_size=8)
 blobs = st.binary(max_size=16)
 
@@ -41,7 +43,7 @@ attribute_values = st.recursive(
 
 def to_wire(av: dict[str, Any]) -> dict[str, Any]:
     """The JSON form on the network: binary as base64 text."""
-    (kind, value), = av.items()
+    ((kind, value),) = av.items()
     if kind == "B":
         return {"B": base64.b64encode(value).decode()}
     if kind == "BS":
@@ -85,7 +87,12 @@ def test_binary_is_bytes_and_numbers_are_decimal() -> None:
     image = deserialize_image(
         {"b": {"B": "AAE="}, "n": {"N": "234"}, "ns": {"NS": ["1", "2.5"]}, "nul": {"NULL": True}}
     )
-    assert image == {"b": b"\x00\x01", "n": Decimal(234), "ns": {Decimal(1), Decimal("2.5")}, "nul": None}
+    assert image == {
+        "b": b"\x00\x01",
+        "n": Decimal(234),
+        "ns": {Decimal(1), Decimal("2.5")},
+        "nul": None,
+    }
     assert type(image["b"]) is bytes
 
 
@@ -95,5 +102,5 @@ def test_already_decoded_binary_is_kept() -> None:
 
 @pytest.mark.parametrize("bad", [{}, {"X": "1"}])
 def test_malformed_attribute_value_is_a_clear_error(bad: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="AttributeValue|attribute type"):
+    with pytest.raises(ValueError, match=r"AttributeValue|attribute type"):
         deserialize_value(bad)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST, create_order_table, put_order
 
+from conftest import FAST, create_order_table, put_order
 from ddbstreams import (
     ConfigurationError,
     CredentialsError,
@@ -70,14 +70,18 @@ def test_restart_with_sqlite_resumes_without_loss_or_redelivery(
 ) -> None:
     db = tmp_path / "orders.checkpoints.db"
     first = RecordCollector()
-    with consumer_for(local_endpoint, order_table, first, checkpoint_store=SQLiteCheckpointStore(db)):
+    with consumer_for(
+        local_endpoint, order_table, first, checkpoint_store=SQLiteCheckpointStore(db)
+    ):
         for n in range(3):
             put_order(dynamodb, order_table, f"user{n}@example.com", "1")
         first.wait_for(3)
     for n in range(3, 5):
         put_order(dynamodb, order_table, f"user{n}@example.com", "1")
     second = RecordCollector()
-    with consumer_for(local_endpoint, order_table, second, checkpoint_store=SQLiteCheckpointStore(db)):
+    with consumer_for(
+        local_endpoint, order_table, second, checkpoint_store=SQLiteCheckpointStore(db)
+    ):
         second.wait_for(2)
         time.sleep(0.3)  # room for a wrongful re-delivery to show up
     assert [r.keys["email"] for r in second.records] == ["user3@example.com", "user4@example.com"]
@@ -111,8 +115,14 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     total = 40
     for n in range(total):
         put_order(dynamodb, order_table, f"user{n}@example.com", "1")
-    command = [sys.executable, str(Path(__file__).parent / "consumer_process.py"),
-               local_endpoint.url, order_table, str(db), str(out)]
+    command = [
+        sys.executable,
+        str(Path(__file__).parent / "consumer_process.py"),
+        local_endpoint.url,
+        order_table,
+        str(db),
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     victim = subprocess.Popen(command, env=env)
     _wait_for_lines(out, 15)
@@ -186,3 +196,49 @@ def test_missing_region_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     with pytest.raises(ConfigurationError, match="region_name"):
         StreamConsumer(RecordCollector(), table_name="t")
+
+
+def test_images_over_http_equal_boto3s_own_parse(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    item = {
+        **KEY,
+        "amount": {"N": "-12.50"},
+        "blob": {"B": b"\x00\xffbinary"},
+        "blobs": {"BS": [b"\x01", b"\x02"]},
+        "tags": {"SS": ["a", "b"]},
+        "scores": {"NS": ["1", "2.5"]},
+        "nested": {"M": {"list": {"L": [{"S": "x"}, {"N": "3"}, {"NULL": True}, {"BOOL": False}]}}},
+    }
+    dynamodb.put_item(TableName=order_table, Item=item)
+    collector = RecordCollector()
+    with consumer_for(local_endpoint, order_table, collector):
+        (record,) = collector.wait_for(1)
+    # boto3 without the fast path, deserialized by TypeDeserializer: the reference.
+    import boto3
+    from boto3.dynamodb.types import Binary, TypeDeserializer
+
+    plain = boto3.client("dynamodbstreams", **local_endpoint.client_kwargs())
+    arn = dynamodb.describe_table(TableName=order_table)["Table"]["LatestStreamArn"]
+    shard = plain.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = plain.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    (reference,) = plain.get_records(ShardIterator=iterator)["Records"]
+
+    def unwrap(value: Any) -> Any:
+        if isinstance(value, Binary):
+            return value.value
+        if isinstance(value, set):
+            return {unwrap(v) for v in value}
+        return value
+
+    expected = {
+        k: unwrap(TypeDeserializer().deserialize(v))
+        for k, v in reference["dynamodb"]["NewImage"].items()
+    }
+    assert record.new_image == expected
+    assert record.new_image is not None
+    assert type(record.new_image["blob"]) is bytes
+    assert record.approximate_creation_time == reference["dynamodb"]["ApproximateCreationDateTime"]
+    assert record.sequence_number == reference["dynamodb"]["SequenceNumber"]

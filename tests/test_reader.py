@@ -43,7 +43,9 @@ class Harness:
             raise RuntimeError("handler failure")
         self.seen.append(record.sequence_number)
 
-    def reader(self, checkpoint: Checkpoint | None = None, start: str = "TRIM_HORIZON") -> ShardReader:
+    def reader(
+        self, checkpoint: Checkpoint | None = None, start: str = "TRIM_HORIZON"
+    ) -> ShardReader:
         described = self.sim.describe_stream(StreamArn=self.sim.stream_arn)
         shard = ShardInfo.from_wire(described["StreamDescription"]["Shards"][0])
         return ShardReader(
@@ -134,8 +136,10 @@ def test_trimmed_checkpoint_raises_by_default_naming_shard_and_range() -> None:
         reader.step(NO_STOP)
     assert caught.value.shard_id == reader.shard_id
     assert caught.value.after_sequence_number == old[0]
-    assert old[0] in str(caught.value) and "restart_from_trim_horizon" in str(caught.value)
-    assert h.seen == [] and kept
+    assert old[0] in str(caught.value)
+    assert "restart_from_trim_horizon" in str(caught.value)
+    assert h.seen == []
+    assert kept
 
 
 def test_trimmed_checkpoint_opt_in_reports_the_gap_and_goes_on() -> None:
@@ -158,7 +162,8 @@ def test_throttling_is_retried_then_backed_off_without_losing_records() -> None:
     reader = h.reader()
     sim.throttle("GetRecords", times=5)  # more than the 3 request attempts
     delay = reader.step(NO_STOP)
-    assert delay > 0 and reader.failures == 1
+    assert delay > 0
+    assert reader.failures == 1
     reader.step(NO_STOP)
     assert h.seen == written
     assert sim.calls["GetRecords"] == 6
