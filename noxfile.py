@@ -47,3 +47,12 @@ def demo(session: nox.Session) -> None:
     """The seed exercise end to end on the embedded local endpoint."""
     session.install(".[local]")
     session.run("python", "examples/run_exercise.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not part of the test suite): `nox -s bench -- record_path latency ...`."""
+    session.install(".[local]", *group("bench"))
+    names = session.posargs or ["record_path"]
+    for name in names:
+        session.run("python", f"benchmarks/bench_{name}.py")

@@ -1,0 +1,134 @@
+"""Record path: records/s from GetRecords body to handler, side by side in one process.
+
+(a) json.loads of the bodies alone (the floor)
+(b) naive boto3: client.get_records + TypeDeserializer on Keys, NewImage and OldImage
+(c) ddbstreams StreamConsumer, handler reads record.new_image
+(d) ddbstreams StreamConsumer, handler reads record.keys only
+
+Every variant reads the same canned bodies through the real botocore client stack.
+
+    nox -s bench -- record_path        (or: python benchmarks/bench_record_path.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _canned import SHARD_ID, STREAM_ARN, CannedStream, get_records_bodies
+from boto3.dynamodb.types import TypeDeserializer
+
+import ddbstreams
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def floor(stream: CannedStream) -> int:
+    count = 0
+    for body in stream.bodies:
+        count += len(json.loads(body)["Records"])
+    return count
+
+
+def naive_boto3(stream: CannedStream) -> int:
+    client = stream.client()
+    deserializer = TypeDeserializer()
+    iterator = client.get_shard_iterator(
+        StreamArn=STREAM_ARN, ShardId=SHARD_ID, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    count = 0
+    while iterator:
+        page = client.get_records(ShardIterator=iterator, Limit=1000)
+        for record in page["Records"]:
+            data = record["dynamodb"]
+            for image in ("Keys", "NewImage", "OldImage"):
+                if image in data:
+                    {k: deserializer.deserialize(v) for k, v in data[image].items()}
+            count += 1
+        iterator = page.get("NextShardIterator")
+    return count
+
+
+def consumer(read: Callable[[ddbstreams.Record], Any]) -> Callable[[CannedStream], int]:
+    def run(stream: CannedStream) -> int:
+        count = 0
+
+        def handler(record: ddbstreams.Record) -> None:
+            nonlocal count
+            read(record)
+            count += 1
+
+        settings = ddbstreams.ConsumerSettings(poll_interval=0, checkpoint_every=10_000)
+        try:
+            ddbstreams.StreamConsumer(
+                handler, stream_arn=STREAM_ARN, client=stream.client(), settings=settings
+            ).run()
+        except ddbstreams.StreamDisabledError:
+            pass  # the canned stream is disabled: run() ends once its shard is read
+        return count
+
+    return run
+
+
+VARIANTS: dict[str, Callable[[CannedStream], int]] = {
+    "a_json_loads_floor": floor,
+    "b_naive_boto3": naive_boto3,
+    "c_ddbstreams_new_image": consumer(lambda r: r.new_image),
+    "d_ddbstreams_keys": consumer(lambda r: r.keys),
+}
+
+
+def measure(bodies: list[bytes], repeats: int) -> dict[str, float]:
+    expected = sum(len(json.loads(b)["Records"]) for b in bodies)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, variant in VARIANTS.items():  # interleaved, so drift hits all alike
+            stream = CannedStream(bodies)  # its boto3 client is built before the clock starts
+            started = time.perf_counter()
+            count = variant(stream)
+            elapsed = time.perf_counter() - started
+            assert count == expected, (name, count, expected)
+            best[name] = max(best.get(name, 0.0), count / elapsed)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "records_per_page": 1000,
+        "pages": args.pages,
+        "views": {},
+    }
+    for view in ("NEW_AND_OLD_IMAGES", "KEYS_ONLY"):
+        bodies = get_records_bodies(args.pages, 1000, view)
+        rates = measure(bodies, args.repeats)
+        ratios = {
+            "c_over_b": rates["c_ddbstreams_new_image"] / rates["b_naive_boto3"],
+            "d_over_b": rates["d_ddbstreams_keys"] / rates["b_naive_boto3"],
+            "cost_c_over_floor": rates["a_json_loads_floor"] / rates["c_ddbstreams_new_image"],
+            "cost_d_over_floor": rates["a_json_loads_floor"] / rates["d_ddbstreams_keys"],
+        }
+        results["views"][view] = {"records_per_second": rates, "ratios": ratios}
+        print(f"\n{view}: {args.pages} pages x 1000 records, best of {args.repeats}")
+        print(f"  {'variant':<26}{'records/s':>12}")
+        for name, rate in rates.items():
+            print(f"  {name:<26}{rate:>12,.0f}")
+        for name, ratio in ratios.items():
+            print(f"  {name:<26}{ratio:>12.2f}x")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "record_path.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
