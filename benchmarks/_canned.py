@@ -15,7 +15,10 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSResponse
 
-STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/example-customer-order-table/stream/2026-01-01T00:00:00.000"
+STREAM_ARN = (
+    "arn:aws:dynamodb:us-east-1:123456789012:table/example-customer-order-table"
+    "/stream/2026-01-01T00:00:00.000"
+)
 SHARD_ID = "shardId-00000001700000000000-bench000"
 
 

@@ -13,6 +13,7 @@ Every variant reads the same canned bodies through the real botocore client stac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
@@ -64,12 +65,11 @@ def consumer(read: Callable[[ddbstreams.Record], Any]) -> Callable[[CannedStream
             count += 1
 
         settings = ddbstreams.ConsumerSettings(poll_interval=0, checkpoint_every=10_000)
-        try:
+        # The canned stream is disabled: run() ends once its one shard is read.
+        with contextlib.suppress(ddbstreams.StreamDisabledError):
             ddbstreams.StreamConsumer(
                 handler, stream_arn=STREAM_ARN, client=stream.client(), settings=settings
             ).run()
-        except ddbstreams.StreamDisabledError:
-            pass  # the canned stream is disabled: run() ends once its shard is read
         return count
 
     return run
