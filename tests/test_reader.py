@@ -77,6 +77,17 @@ def test_delivers_in_order_and_checkpoints_every_n() -> None:
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[4])
 
 
+def test_idle_shard_backs_off_to_the_cap_and_snaps_back_on_records() -> None:
+    sim = StreamSimulator()
+    h = Harness(sim, poll_interval=0.25, idle_poll_interval_max=1.0)
+    reader = h.reader()
+    waits = [reader.step(NO_STOP) for _ in range(8)]
+    assert waits == [0.25, 0.25, 0.25, 0.25, 0.5, 1.0, 1.0, 1.0]
+    sim.insert(item(1))
+    assert reader.step(NO_STOP) == 0.0
+    assert reader.step(NO_STOP) == 0.25
+
+
 def test_checkpoint_interval_applies_while_idle() -> None:
     sim = StreamSimulator()
     written = sim.insert(item(1))

@@ -232,6 +232,21 @@ class StreamsAPI:
         self._sleep = sleep
 
     def _call(self, method: Callable[..., Any], operation: str, resource: str, **kw: Any) -> Any:
+        # The common case, success at the first try, builds no retry machinery.
+        try:
+            return self._call_once(method, operation, resource, kw)
+        except DDBStreamsError as exc:
+            if not _should_retry(exc) or self._attempts == 1:
+                raise
+            first_failure: DDBStreamsError | None = exc
+
+        def attempt() -> Any:
+            nonlocal first_failure
+            if first_failure is not None:  # tenacity's attempt 1 is the call that just failed
+                failure, first_failure = first_failure, None
+                raise failure
+            return self._call_once(method, operation, resource, kw)
+
         def log_retry(state: Any) -> None:
             logger.warning(
                 "%s failed (attempt %d of %d), retrying: %s",
@@ -241,20 +256,23 @@ class StreamsAPI:
                 state.outcome.exception() if state.outcome else "",
             )
 
-        for attempt in Retrying(
+        return Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_random_exponential(multiplier=0.05, max=2.0),
             retry=retry_if_exception(_should_retry),
             sleep=self._sleep,
             before_sleep=log_retry,
             reraise=True,
-        ):
-            with attempt:
-                try:
-                    return method(**kw)
-                except (ClientError, BotoCoreError) as exc:
-                    raise map_error(exc, operation, resource) from exc
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        )(attempt)
+
+    @staticmethod
+    def _call_once(
+        method: Callable[..., Any], operation: str, resource: str, kw: dict[str, Any]
+    ) -> Any:
+        try:
+            return method(**kw)
+        except (ClientError, BotoCoreError) as exc:
+            raise map_error(exc, operation, resource) from exc
 
     def resolve_stream_arn(self, table_name: str) -> str:
         """The table's current stream ARN, or a clear error if it has none."""

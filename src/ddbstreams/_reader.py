@@ -25,6 +25,8 @@ from ._settings import ConsumerSettings
 
 logger = logging.getLogger("ddbstreams")
 
+EMPTY_PAGES_BEFORE_IDLE_BACKOFF = 4
+
 Handler = Callable[[Record], Any]
 
 
@@ -75,6 +77,7 @@ class ShardReader:
         self.skipped = False
         self.records_delivered = 0
         self.failures = 0
+        self._empty_pages = 0
         self._checkpointed = self.delivered
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock()
@@ -111,7 +114,10 @@ class ShardReader:
                 self._clock() - self._last_checkpoint_at >= self._settings.checkpoint_interval
             ):
                 self.checkpoint()
-            return 0.0 if page_had_records or self._pending else self._settings.poll_interval
+            if page_had_records or self._pending:
+                self._empty_pages = 0
+                return 0.0
+            return self._idle_wait()
         except ExpiredIteratorError:
             logger.info("shard %s: iterator expired; taking a new one", self.shard_id)
             self._iterator = None
@@ -214,6 +220,14 @@ class ShardReader:
         logger.info(
             "shard %s: read to its end (%d records this run)", self.shard_id, self.records_delivered
         )
+
+    def _idle_wait(self) -> float:
+        """poll_interval, doubling once the shard has been idle a while, up to the cap."""
+        settings = self._settings
+        self._empty_pages += 1
+        doublings = min(max(self._empty_pages - EMPTY_PAGES_BEFORE_IDLE_BACKOFF, 0), 30)
+        ceiling = max(settings.poll_interval, settings.idle_poll_interval_max)
+        return min(settings.poll_interval * 2.0**doublings, ceiling)
 
     def _backoff(self) -> float:
         settings = self._settings

@@ -26,6 +26,10 @@ class ConsumerSettings:
             always start at TRIM_HORIZON, so nothing after startup is missed.
         poll_interval: seconds to wait after an empty ``GetRecords`` page before asking
             that shard again. A shard that returned records is asked again at once.
+        idle_poll_interval_max: after 4 empty pages in a row, an idle shard's wait doubles
+            on each further empty page, up to this many seconds (never below
+            ``poll_interval``); the first record after a long quiet spell then waits up to
+            this long. Set it to ``poll_interval`` to poll every shard at a fixed pace.
         batch_size: the ``Limit`` of each ``GetRecords`` call (1 to 1000).
         checkpoint_every: write a shard's checkpoint after this many handled records...
         checkpoint_interval: ...or after this many seconds, whichever comes first. A
@@ -45,6 +49,7 @@ class ConsumerSettings:
 
     start_position: StartPosition = "TRIM_HORIZON"
     poll_interval: float = 0.25
+    idle_poll_interval_max: float = 1.0
     batch_size: int = 1000
     checkpoint_every: int = 1000
     checkpoint_interval: float = 5.0
@@ -68,6 +73,7 @@ class ConsumerSettings:
             )
         for name in (
             "poll_interval",
+            "idle_poll_interval_max",
             "checkpoint_interval",
             "discovery_interval",
             "handler_retry_initial",

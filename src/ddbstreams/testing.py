@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import threading
@@ -130,6 +131,8 @@ class StreamSimulator:
         self._shard_numbers = itertools.count(1)
         self._iterator_numbers = itertools.count(1)
         self._shards: dict[str, _SimShard] = {}
+        # open shards sorted by the start of their hash range, for routing writes
+        self._open_by_range: tuple[list[int], list[_SimShard]] | None = None
         self._iterators: dict[str, _Iterator] = {}
         self._faults: dict[str, deque[tuple[str, str]]] = {}
         self._serializer = TypeSerializer()
@@ -416,6 +419,7 @@ class StreamSimulator:
             starting_sequence_number=self._next_sequence_number,
         )
         self._shards[shard.shard_id] = shard
+        self._open_by_range = None
         return shard
 
     def _close(self, shard_id: str) -> _SimShard:
@@ -425,15 +429,17 @@ class StreamSimulator:
         last = shard.records[-1][0] if shard.records else shard.starting_sequence_number
         shard.ending_sequence_number = last
         shard.closed_at = self.now
+        self._open_by_range = None
         return shard
 
     def _shard_for(self, keys: Mapping[str, Any]) -> _SimShard:
-        digest = hashlib.sha1(repr(sorted(self._wire(keys).items())).encode()).digest()
+        digest = hashlib.sha1(repr(sorted(keys.items())).encode()).digest()
         point = int.from_bytes(digest[:4], "big")
-        for shard in self._shards.values():
-            if not shard.closed and shard.hash_low <= point < shard.hash_high:
-                return shard
-        raise AssertionError("every hash point belongs to one open shard")
+        if self._open_by_range is None:
+            open_shards = sorted((s for s in self._shards.values() if not s.closed), key=_low)
+            self._open_by_range = ([s.hash_low for s in open_shards], open_shards)
+        lows, shards = self._open_by_range
+        return shards[bisect.bisect_right(lows, point) - 1]
 
     def _gone(self, shard: _SimShard) -> bool:
         """A closed shard drops out of DescribeStream once all of it is past retention."""
@@ -480,6 +486,10 @@ class StreamSimulator:
 
     def _wire(self, image: Mapping[str, Any]) -> dict[str, Any]:
         return {name: _to_wire(self._serializer.serialize(value)) for name, value in image.items()}
+
+
+def _low(shard: _SimShard) -> int:
+    return shard.hash_low
 
 
 def _to_wire(attribute_value: dict[str, Any]) -> dict[str, Any]:
