@@ -51,8 +51,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not part of the test suite): `nox -s bench -- record_path latency ...`."""
+    """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
     session.install(".[local]", *group("bench"))
-    names = session.posargs or ["record_path"]
-    for name in names:
+    for name in session.posargs or ["record_path", "latency", "scale", "memory"]:
         session.run("python", f"benchmarks/bench_{name}.py")
+    session.run("python", "benchmarks/plot.py")

@@ -92,10 +92,15 @@ class _Raw:
 
 
 class CannedStream:
-    """A closed, disabled stream of one shard whose GetRecords pages are ``bodies``."""
+    """A stream of one shard whose GetRecords pages are ``bodies``.
 
-    def __init__(self, bodies: list[bytes]) -> None:
-        self.bodies = bodies
+    By default the stream is disabled and its shard closed: reading ends after the last
+    body. ``endless=True`` keeps the shard open and serves the bodies round and round.
+    """
+
+    def __init__(self, bodies: list[bytes], *, endless: bool = False) -> None:
+        self.bodies = bodies[:-1] if endless else bodies
+        self.endless = endless
         self.next_page = 0
         self._client = boto3.client(
             "dynamodbstreams",
@@ -109,7 +114,10 @@ class CannedStream:
         operation = request.headers["X-Amz-Target"].decode().split(".")[-1]
         if operation == "GetRecords":
             body = self.bodies[self.next_page]
-            self.next_page = min(self.next_page + 1, len(self.bodies) - 1)
+            if self.endless:
+                self.next_page = (self.next_page + 1) % len(self.bodies)
+            else:
+                self.next_page = min(self.next_page + 1, len(self.bodies) - 1)
         elif operation == "GetShardIterator":
             self.next_page = 0
             body = json.dumps({"ShardIterator": "iterator-0"}).encode()
@@ -118,15 +126,12 @@ class CannedStream:
                 {
                     "StreamDescription": {
                         "StreamArn": STREAM_ARN,
-                        "StreamStatus": "DISABLED",
+                        "StreamStatus": "ENABLED" if self.endless else "DISABLED",
                         "StreamViewType": "NEW_AND_OLD_IMAGES",
                         "Shards": [
                             {
                                 "ShardId": SHARD_ID,
-                                "SequenceNumberRange": {
-                                    "StartingSequenceNumber": str(10**20),
-                                    "EndingSequenceNumber": str(10**21),
-                                },
+                                "SequenceNumberRange": self._sequence_range(),
                             }
                         ],
                     }
@@ -136,6 +141,11 @@ class CannedStream:
             raise AssertionError(operation)
         headers = {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": "bench"}
         return AWSResponse(request.url, 200, headers, _Raw(body))
+
+    def _sequence_range(self) -> dict[str, str]:
+        if self.endless:
+            return {"StartingSequenceNumber": str(10**20)}
+        return {"StartingSequenceNumber": str(10**20), "EndingSequenceNumber": str(10**21)}
 
     def client(self) -> Any:
         """A real boto3 dynamodbstreams client whose calls this stream answers."""

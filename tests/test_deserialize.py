@@ -104,3 +104,18 @@ def test_already_decoded_binary_is_kept() -> None:
 def test_malformed_attribute_value_is_a_clear_error(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"AttributeValue|attribute type"):
         deserialize_value(bad)
+
+
+@given(st.dictionaries(names, attribute_values, min_size=1, max_size=6))
+def test_record_images_equal_type_deserializer(image: dict[str, Any]) -> None:
+    from ddbstreams import Record
+
+    wire = {k: to_wire(v) for k, v in image.items()}
+    raw = {
+        "eventName": "MODIFY",
+        "dynamodb": {"Keys": wire, "NewImage": wire, "OldImage": wire, "SequenceNumber": "1" * 21},
+    }
+    record = Record(raw, "shard")
+    deserializer = TypeDeserializer()
+    expected = {k: unwrap_binary(deserializer.deserialize(v)) for k, v in image.items()}
+    assert record.keys == record.new_image == record.old_image == expected
