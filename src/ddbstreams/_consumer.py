@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 import threading
@@ -65,6 +66,11 @@ class StreamConsumer:
     ) -> None:
         if not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {handler!r}")
+        if inspect.iscoroutinefunction(handler):
+            raise ConfigurationError(
+                "handler is an async function; StreamConsumer calls plain functions. Wrap it, "
+                "e.g. lambda record: asyncio.run(handler(record)), or use a plain function"
+            )
         if (table_name is None) == (stream_arn is None):
             raise ConfigurationError("give exactly one of table_name= or stream_arn=")
         if table_name is not None and (not isinstance(table_name, str) or not table_name):

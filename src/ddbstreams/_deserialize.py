@@ -44,7 +44,12 @@ _BY_TYPE: dict[str, Callable[[Any], Any]] = {
 
 def deserialize_value(attribute_value: Mapping[str, Any]) -> Any:
     """Turn one AttributeValue such as ``{"N": "234"}`` into its Python value."""
-    for type_name, value in attribute_value.items():
+    for type_name in attribute_value:  # exactly one key
+        value = attribute_value[type_name]
+        if type_name == "S":  # the most common types first, without a table look-up
+            return value
+        if type_name == "N":
+            return _decimal(value)
         try:
             convert = _BY_TYPE[type_name]
         except KeyError:

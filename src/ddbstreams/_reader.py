@@ -11,7 +11,6 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,12 +81,17 @@ class ShardReader:
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock()
         self._iterator: str | None = None
-        self._pending: deque[dict[str, Any]] = deque()
+        self._pending: list[dict[str, Any]] = []  # the page in hand...
+        self._next = 0  # ...and the index of its first record not yet handled
         self._end_reached = False
 
     @property
     def shard_id(self) -> str:
         return self.shard.shard_id
+
+    @property
+    def _has_pending(self) -> bool:
+        return self._next < len(self._pending)
 
     def skip(self) -> None:
         """Treat this shard as done without reading it (a closed shard under LATEST)."""
@@ -102,11 +106,11 @@ class ShardReader:
         """
         try:
             page_had_records = False
-            if not self._pending and not self._end_reached:
+            if not self._has_pending and not self._end_reached:
                 page_had_records = self._fetch()
             if not self._deliver(stop):
                 return self._backoff()
-            if self._end_reached and not self._pending:
+            if self._end_reached and not self._has_pending:
                 self._finish()
                 return 0.0
             self.failures = 0
@@ -114,7 +118,7 @@ class ShardReader:
                 self._clock() - self._last_checkpoint_at >= self._settings.checkpoint_interval
             ):
                 self.checkpoint()
-            if page_had_records or self._pending:
+            if page_had_records or self._has_pending:
                 self._empty_pages = 0
                 return 0.0
             return self._idle_wait()
@@ -147,7 +151,7 @@ class ShardReader:
             return False
         self._iterator = page.next_iterator
         self._end_reached = page.next_iterator is None
-        self._pending.extend(page.records)
+        self._pending, self._next = page.records, 0
         return bool(page.records)
 
     def _acquire_iterator(self) -> str:
@@ -190,28 +194,42 @@ class ShardReader:
 
     def _deliver(self, stop: threading.Event) -> bool:
         """Hand pending records to the handler; False if it raised (the record stays)."""
-        settings = self._settings
-        while self._pending and not stop.is_set():
-            raw = self._pending[0]
-            try:
-                self._handler(Record(raw, self.shard_id))
-            except Exception:
-                self.failures += 1
-                logger.exception(
-                    "shard %s: the handler raised on record %s (failure %d); the shard waits "
-                    "and retries this record",
-                    self.shard_id,
-                    raw.get("dynamodb", {}).get("SequenceNumber"),
-                    self.failures,
-                )
-                return False
-            self._pending.popleft()
-            self.delivered = raw["dynamodb"]["SequenceNumber"]
-            self.records_delivered += 1
-            self._since_checkpoint += 1
-            if self._since_checkpoint >= settings.checkpoint_every:
-                self.checkpoint()
+        # The per-record loop is the hot path: locals only, bookkeeping once at the end.
+        pending, handler, shard_id = self._pending, self._handler, self.shard_id
+        every = self._settings.checkpoint_every
+        start = index = self._next
+        since = self._since_checkpoint
+        try:
+            while index < len(pending) and not stop.is_set():
+                raw = pending[index]
+                try:
+                    handler(Record(raw, shard_id))
+                except Exception:
+                    self._handler_failed(raw)
+                    return False
+                index += 1
+                since += 1
+                if since >= every:
+                    self.delivered = raw["dynamodb"]["SequenceNumber"]
+                    self.checkpoint()
+                    since = 0
+        finally:
+            if index > start:
+                self.delivered = pending[index - 1]["dynamodb"]["SequenceNumber"]
+                self.records_delivered += index - start
+            self._next = index
+            self._since_checkpoint = since
         return True
+
+    def _handler_failed(self, raw: dict[str, Any]) -> None:
+        self.failures += 1
+        logger.exception(
+            "shard %s: the handler raised on record %s (failure %d); the shard waits "
+            "and retries this record",
+            self.shard_id,
+            raw.get("dynamodb", {}).get("SequenceNumber"),
+            self.failures,
+        )
 
     def _finish(self) -> None:
         self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True))
