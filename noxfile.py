@@ -24,14 +24,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
-    session.install("-e", ".", *group("typecheck"))
+    session.install("-e", ".[fast]", *group("typecheck"))
     session.run("mypy")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, integration tests over HTTP against the embedded endpoint."""
-    session.install("-e", ".[local]", *group("test"))
+    session.install("-e", ".[local,fast]", *group("test"))
     session.run("pytest", *session.posargs)
 
 
@@ -52,7 +52,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
-    session.install(".[local]", *group("bench"))
+    session.install(".[local,fast]", *group("bench"))
     for name in session.posargs or ["record_path", "latency", "scale", "memory"]:
         session.run("python", f"benchmarks/bench_{name}.py")
     session.run("python", "benchmarks/plot.py")

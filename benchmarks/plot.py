@@ -17,19 +17,20 @@ LABELS = {
     "b_naive_boto3": "(b) boto3 get_records\n+ TypeDeserializer",
     "c_ddbstreams_new_image": "(c) ddbstreams\nreads new_image",
     "d_ddbstreams_keys": "(d) ddbstreams\nreads keys",
+    "e_ddbstreams_fast_new_image": "(e) ddbstreams[fast]\nreads new_image",
 }
 
 
 def record_path() -> None:
     results = json.loads((RESULTS / "record_path.json").read_text())
     views = results["views"]
-    figure, axes = plt.subplots(1, len(views), figsize=(11, 4.2))
+    figure, axes = plt.subplots(1, len(views), figsize=(13, 4.4))
     for axis, (view, data) in zip(axes, views.items(), strict=True):
         rates = data["records_per_second"]
         bars = axis.bar(
             [LABELS[name] for name in rates],
             list(rates.values()),
-            color=["#999999", "#d62728", "#1f77b4", "#2ca02c"],
+            color=["#999999", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"][: len(rates)],
         )
         axis.bar_label(bars, labels=[f"{rate:,.0f}" for rate in rates.values()], fontsize=8)
         axis.set_title(f"{view}: records/s, one core")

@@ -86,3 +86,43 @@ def test_describe_stream_follows_every_page() -> None:
     description = api.describe_stream(sim.stream_arn)
     assert len({s.shard_id for s in description.shards}) == 230
     assert sim.calls["DescribeStream"] == 3
+
+
+@pytest.mark.parametrize("loads", ["json", "orjson"])
+def test_raw_records_hook_gives_the_same_records_with_either_decoder(
+    loads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from ddbstreams import _client
+
+    decoder = pytest.importorskip(loads)
+    monkeypatch.setattr(_client, "json_loads", decoder.loads)
+    body = {
+        "Records": [
+            {
+                "eventName": "INSERT",
+                "dynamodb": {
+                    "Keys": {"k": {"B": "AAE="}},
+                    "ApproximateCreationDateTime": 1767225600.123,
+                    "SequenceNumber": "1" * 40,
+                },
+            }
+        ],
+        "NextShardIterator": "next",
+    }
+    response = {"status_code": 200, "body": json.dumps(body).encode()}
+    customized: dict[str, object] = {}
+    _client._take_raw_records(response_dict=response, customized_response_dict=customized)
+    assert customized == body
+    assert response["body"] == b"{}"  # botocore's parser is left nothing to walk
+
+
+def test_raw_records_hook_leaves_errors_to_botocore() -> None:
+    from ddbstreams import _client
+
+    response = {"status_code": 400, "body": b'{"__type": "ExpiredIteratorException"}'}
+    customized: dict[str, object] = {}
+    _client._take_raw_records(response_dict=response, customized_response_dict=customized)
+    assert customized == {}
+    assert response["body"] == b'{"__type": "ExpiredIteratorException"}'

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -42,6 +41,12 @@ from ._errors import (
     TrimmedDataError,
 )
 from ._lineage import ShardInfo
+
+json_loads: Callable[[bytes], Any]
+try:  # the `fast` extra: orjson decodes GetRecords bodies about 1.6 times faster
+    from orjson import loads as json_loads
+except ImportError:  # pragma: no cover - depends on what is installed
+    from json import loads as json_loads
 
 logger = logging.getLogger("ddbstreams")
 
@@ -92,16 +97,17 @@ class RecordsPage:
 def _take_raw_records(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
-    """``before-parse`` hook: parse the GetRecords body with ``json.loads`` ourselves.
+    """``before-parse`` hook: decode the GetRecords body ourselves.
 
     botocore's generic parser walks every AttributeValue against the service model, which
     costs ten times the JSON decoding. The body is handed to the parser empty and the
     decoded records come back through ``customized_response_dict``; error answers
-    (status other than 200) are left to botocore.
+    (status other than 200) are left to botocore. ``json_loads`` is orjson's when the
+    ``fast`` extra is installed, else the standard library's: both give the same dicts.
     """
     if response_dict.get("status_code") != 200:
         return
-    customized_response_dict.update(json.loads(response_dict["body"]))
+    customized_response_dict.update(json_loads(response_dict["body"]))
     response_dict["body"] = b"{}"
 
 
