@@ -23,6 +23,9 @@ logger = logging.getLogger("ddbstreams")
 
 ShardState = Literal["waiting", "reading", "finished", "skipped"]
 
+# DescribeStream is throttled at about 10 calls/s and a large stream takes several pages.
+MIN_SECONDS_BETWEEN_DISCOVERIES = 1.0
+
 
 @dataclass(frozen=True)
 class ShardStatus:
@@ -44,7 +47,8 @@ class ShardCoordinator:
     """Discovers a stream's shards and reads every one of them, parents before children.
 
     - ``DescribeStream`` is followed through every page, at start, every
-      ``discovery_interval`` seconds, and whenever a shard is read to its end.
+      ``discovery_interval`` seconds, and soon after a shard whose children are not yet
+      known is read to its end.
     - A child shard is read only once its parent was read to its end and checkpointed as
       finished; children start at TRIM_HORIZON.
     - All ready shards are polled concurrently on a pool of ``max_workers`` threads, with at
@@ -88,6 +92,7 @@ class ShardCoordinator:
         self._tiebreak = 0
         self._stream_status = "ENABLED"
         self._discovered_once = False
+        self._last_discovery = -MIN_SECONDS_BETWEEN_DISCOVERIES
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -132,8 +137,10 @@ class ShardCoordinator:
                     delay = future.result()  # re-raises what retrying cannot fix
                     reader = self._readers[shard_id]
                     if reader.finished:
-                        next_discovery = now
-                        self._schedule_children(shard_id, now)
+                        if not self._schedule_children(shard_id, now):
+                            # Its children (or the stream's new status) are not known yet.
+                            soonest = self._last_discovery + MIN_SECONDS_BETWEEN_DISCOVERIES
+                            next_discovery = min(next_discovery, max(now, soonest))
                     else:
                         self._push(now + delay, shard_id)
                 if now >= next_discovery:
@@ -180,6 +187,7 @@ class ShardCoordinator:
         return self.settings.discovery_interval
 
     def _discover(self) -> None:
+        self._last_discovery = self._clock()
         description = self._api.describe_stream(self.stream_arn)
         first = not self._discovered_once
         checkpoints = self._store.load_all(self.stream_arn)
@@ -235,10 +243,13 @@ class ShardCoordinator:
         reader = self._readers.get(shard_id)
         return reader is not None and reader.finished
 
-    def _schedule_children(self, shard_id: str, now: float) -> None:
-        for child in self._lineage.children(shard_id):
+    def _schedule_children(self, shard_id: str, now: float) -> bool:
+        """Schedule the children of a finished shard; False if none are known yet."""
+        children = self._lineage.children(shard_id)
+        for child in children:
             if self._is_ready(child):
                 self._push(now, child)
+        return bool(children)
 
     def _push(self, due: float, shard_id: str) -> None:
         self._tiebreak += 1

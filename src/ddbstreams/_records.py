@@ -64,8 +64,7 @@ class Record:
     def new_image(self) -> dict[str, Any] | None:
         """The item after the change; ``None`` for REMOVE or when the view type omits it."""
         if self._new_image is _UNSET:
-            image = self.raw["dynamodb"].get("NewImage")
-            self._new_image = None if image is None else deserialize_image(image)
+            self._new_image = self._image("NewImage")
         new_image: dict[str, Any] | None = self._new_image
         return new_image
 
@@ -73,10 +72,13 @@ class Record:
     def old_image(self) -> dict[str, Any] | None:
         """The item before the change; ``None`` for INSERT or when the view type omits it."""
         if self._old_image is _UNSET:
-            image = self.raw["dynamodb"].get("OldImage")
-            self._old_image = None if image is None else deserialize_image(image)
+            self._old_image = self._image("OldImage")
         old_image: dict[str, Any] | None = self._old_image
         return old_image
+
+    def _image(self, wire_name: str) -> dict[str, Any] | None:
+        image = self.raw["dynamodb"].get(wire_name)
+        return None if image is None else deserialize_image(image)
 
     @property
     def approximate_creation_time(self) -> datetime | None:
