@@ -22,9 +22,9 @@ STREAM_ARN = (
 SHARD_ID = "shardId-00000001700000000000-bench000"
 
 
-def order_image(n: int, status: str) -> dict[str, Any]:
-    """An order of the exercise, plus a nested map/list/set attribute."""
-    return {
+def order_image(n: int, status: str, nested: bool = True) -> dict[str, Any]:
+    """An order of the exercise, plus (``nested``) a map/list/set attribute."""
+    order = {
         "email": {"S": f"customer{n % 997}@example.com"},
         "order_number": {"S": f"2023/01/01#{n:06d}"},
         "order_amount": {"N": str(100 + n % 900)},
@@ -41,9 +41,14 @@ def order_image(n: int, status: str) -> dict[str, Any]:
             }
         },
     }
+    if not nested:
+        del order["details"]
+    return order
 
 
-def records_page(first_sequence: int, count: int, view_type: str) -> list[dict[str, Any]]:
+def records_page(
+    first_sequence: int, count: int, view_type: str, nested: bool
+) -> list[dict[str, Any]]:
     records = []
     rng = random.Random(first_sequence)
     for i in range(count):
@@ -57,8 +62,8 @@ def records_page(first_sequence: int, count: int, view_type: str) -> list[dict[s
             "StreamViewType": view_type,
         }
         if view_type == "NEW_AND_OLD_IMAGES":
-            stream["NewImage"] = order_image(n, "shipped")
-            stream["OldImage"] = order_image(n, "pending")
+            stream["NewImage"] = order_image(n, "shipped", nested)
+            stream["OldImage"] = order_image(n, "pending", nested)
         records.append(
             {
                 "eventID": f"{n:032x}",
@@ -72,11 +77,14 @@ def records_page(first_sequence: int, count: int, view_type: str) -> list[dict[s
     return records
 
 
-def get_records_bodies(pages: int, per_page: int, view_type: str) -> list[bytes]:
+def get_records_bodies(
+    pages: int, per_page: int, view_type: str, nested: bool = True
+) -> list[bytes]:
     """``pages`` GetRecords bodies; the last one ends the shard (no NextShardIterator)."""
     bodies = []
     for page in range(pages):
-        body: dict[str, Any] = {"Records": records_page(page * per_page, per_page, view_type)}
+        records = records_page(page * per_page, per_page, view_type, nested)
+        body: dict[str, Any] = {"Records": records}
         if page < pages - 1:
             body["NextShardIterator"] = f"iterator-{page + 1}"
         bodies.append(json.dumps(body).encode())

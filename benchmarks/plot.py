@@ -24,7 +24,7 @@ LABELS = {
 def record_path() -> None:
     results = json.loads((RESULTS / "record_path.json").read_text())
     views = results["views"]
-    figure, axes = plt.subplots(1, len(views), figsize=(13, 4.4))
+    figure, axes = plt.subplots(1, len(views), figsize=(16, 4.6))
     for axis, (view, data) in zip(axes, views.items(), strict=True):
         rates = data["records_per_second"]
         bars = axis.bar(
@@ -33,7 +33,7 @@ def record_path() -> None:
             color=["#999999", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"][: len(rates)],
         )
         axis.bar_label(bars, labels=[f"{rate:,.0f}" for rate in rates.values()], fontsize=8)
-        axis.set_title(f"{view}: records/s, one core")
+        axis.set_title(view, fontsize=9)
         axis.tick_params(axis="x", labelsize=7)
         axis.set_ylabel("records per second")
     figure.suptitle("GetRecords body to handler, 1000-record pages (higher is better)")
