@@ -100,7 +100,7 @@ def test_checkpoint_interval_applies_while_idle() -> None:
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written)
 
 
-def test_handler_error_keeps_the_record_and_backs_off() -> None:
+def test_handler_error_keeps_the_record_and_backs_off(caplog: pytest.LogCaptureFixture) -> None:
     sim = StreamSimulator()
     written = [sim.insert(item(n)) for n in range(3)]
     h = Harness(sim, handler_retry_initial=0.5, handler_retry_max=1.5)
@@ -108,6 +108,8 @@ def test_handler_error_keeps_the_record_and_backs_off() -> None:
     h.fail_next = 3
     delays = [reader.step(NO_STOP) for _ in range(3)]
     assert delays == [0.5, 1.0, 1.5]  # doubling, capped (jitter pinned to its top)
+    failures = [r for r in caplog.records if "the handler raised" in r.getMessage()]
+    assert len(failures) == 3 and failures[0].exc_info is not None  # logged with traceback
     assert h.seen == []
     assert h.store.load(sim.stream_arn, reader.shard_id) is None
     reader.step(NO_STOP)
@@ -166,7 +168,9 @@ def test_trimmed_checkpoint_opt_in_reports_the_gap_and_goes_on() -> None:
     assert h.seen == kept
 
 
-def test_throttling_is_retried_then_backed_off_without_losing_records() -> None:
+def test_throttling_is_retried_then_backed_off_without_losing_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sim = StreamSimulator()
     written = [sim.insert(item(n)) for n in range(2)]
     h = Harness(sim)
