@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 
 import ddbstreams
+from ddbstreams.testing import create_order_table
 
 RESULTS = Path(__file__).parent / "results"
 CREDENTIALS = {
@@ -51,23 +52,6 @@ def start_endpoint() -> tuple[subprocess.Popen[str], str]:
     assert server.stdout is not None
     server.stdout.readline()  # the banner: it is listening
     return server, f"http://127.0.0.1:{port}"
-
-
-def create_table(dynamodb: Any, name: str) -> str:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "email", "KeyType": "HASH"},
-            {"AttributeName": "order_number", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "email", "AttributeType": "S"},
-            {"AttributeName": "order_number", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return str(dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"])
 
 
 class Clock:
@@ -149,7 +133,8 @@ def measure(
 ) -> dict[str, Any]:
     dynamodb = boto3.client("dynamodb", endpoint_url=url, **CREDENTIALS)
     table = f"latency-{name}"
-    stream_arn = create_table(dynamodb, table)
+    stream_arn = create_order_table(dynamodb, table)
+    assert stream_arn is not None
     clock, stop, calls = Clock(), threading.Event(), []
     thread = threading.Thread(target=reader, args=(url, stream_arn, clock, stop, calls))
     thread.start()

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from ddbstreams import ConsumerSettings
-from ddbstreams.testing import LocalEndpoint
+from ddbstreams.testing import LocalEndpoint, create_order_table
 
 FAST = ConsumerSettings(poll_interval=0.02, checkpoint_interval=0.2, handler_retry_initial=0.01)
 _table_numbers = itertools.count(1)
@@ -39,32 +39,11 @@ def dynamodb(local_endpoint: LocalEndpoint) -> Any:
     return boto3.client("dynamodb", **local_endpoint.client_kwargs())
 
 
-def create_order_table(dynamodb: Any, name: str, stream_view_type: str | None) -> str:
-    """The exercise's table: email HASH, order_number RANGE; a stream if a view type is given."""
-    kwargs: dict[str, Any] = {}
-    if stream_view_type:
-        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view_type}
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "email", "KeyType": "HASH"},
-            {"AttributeName": "order_number", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "email", "AttributeType": "S"},
-            {"AttributeName": "order_number", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        **kwargs,
-    )
-    return name
-
-
 @pytest.fixture
 def order_table(dynamodb: Any) -> Iterator[str]:
     """A fresh example-customer-order-table (unique name) with a NEW_AND_OLD_IMAGES stream."""
     name = f"example-customer-order-table-{os.getpid()}-{next(_table_numbers)}"
-    create_order_table(dynamodb, name, "NEW_AND_OLD_IMAGES")
+    create_order_table(dynamodb, name)
     yield name
     dynamodb.delete_table(TableName=name)
 

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import create_order_table, put_order
+from conftest import put_order
 from ddbstreams._cli import describe, main
-from ddbstreams.testing import LocalEndpoint, StreamSimulator
+from ddbstreams.testing import LocalEndpoint, StreamSimulator, create_order_table
 
 pytestmark = pytest.mark.local_endpoint
 CLI = [sys.executable, "-m", "ddbstreams._cli"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FAST, create_order_table, put_order
+from conftest import FAST, put_order
 from ddbstreams import (
     ConfigurationError,
     CredentialsError,
@@ -23,7 +23,7 @@ from ddbstreams import (
     StreamNotEnabledError,
     TableNotFoundError,
 )
-from ddbstreams.testing import LocalEndpoint, RecordCollector
+from ddbstreams.testing import LocalEndpoint, RecordCollector, create_order_table
 
 pytestmark = pytest.mark.local_endpoint
 
@@ -163,7 +163,8 @@ def test_missing_table_is_a_clear_error(local_endpoint: LocalEndpoint) -> None:
 
 
 def test_table_without_stream_names_the_fix(local_endpoint: LocalEndpoint, dynamodb: Any) -> None:
-    table = create_order_table(dynamodb, f"no-stream-{os.getpid()}", None)
+    table = f"no-stream-{os.getpid()}"
+    create_order_table(dynamodb, table, stream_view_type=None)
     consumer = consumer_for(local_endpoint, table, RecordCollector())
     with pytest.raises(StreamNotEnabledError, match="update-table --table-name no-stream"):
         consumer.run()

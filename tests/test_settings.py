@@ -96,3 +96,12 @@ def test_start_position_argument_overrides_settings() -> None:
         start_position="LATEST",
     )
     assert consumer.settings == ConsumerSettings(poll_interval=1.0, start_position="LATEST")
+
+
+def test_table_name_with_a_streams_only_client_says_what_to_do() -> None:
+    import boto3
+
+    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+    consumer = StreamConsumer(handler, table_name="orders", client=streams)
+    with pytest.raises(ConfigurationError, match="pass stream_arn="):
+        consumer.run()

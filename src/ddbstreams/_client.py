@@ -282,9 +282,10 @@ class StreamsAPI:
 
     def resolve_stream_arn(self, table_name: str) -> str:
         """The table's current stream ARN, or a clear error if it has none."""
-        if self._dynamodb is None:
+        if not hasattr(self._dynamodb, "describe_table"):
             raise ConfigurationError(
-                "table_name needs a client with describe_table; pass stream_arn= instead"
+                "table_name= needs a client with describe_table (a boto3 'dynamodb' client or "
+                "a StreamSimulator); with a 'dynamodbstreams' client pass stream_arn= instead"
             )
         table = self._call(
             self._dynamodb.describe_table, "DescribeTable", table_name, TableName=table_name

@@ -10,7 +10,8 @@
 - :class:`RecordCollector`: a thread-safe handler that keeps what it receives and lets a
   test wait for it.
 - :class:`LocalEndpoint`: the embedded local endpoint (moto's server; the ``local`` extra)
-  on a loopback port, for tests over real HTTP.
+  on a loopback port, for tests over real HTTP; :func:`create_order_table` makes the
+  exercise's table on it (or on any endpoint).
 
 Example::
 
@@ -40,7 +41,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from ._local import LocalEndpoint
 from ._records import Record
 
-__all__ = ["LocalEndpoint", "RecordCollector", "StreamSimulator"]
+__all__ = ["LocalEndpoint", "RecordCollector", "StreamSimulator", "create_order_table"]
 
 _HASH_SPACE = 2**32
 _MAX_DESCRIBE_PAGE = 100
@@ -517,6 +518,36 @@ def _client_error(code: str, message: str, operation: str) -> ClientError:
         {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
         operation,
     )
+
+
+def create_order_table(
+    dynamodb: Any,
+    table_name: str = "example-customer-order-table",
+    stream_view_type: str | None = "NEW_AND_OLD_IMAGES",
+) -> str | None:
+    """Create the exercise's order table (``email`` HASH, ``order_number`` RANGE).
+
+    ``dynamodb`` is a boto3 ``dynamodb`` client. With a ``stream_view_type`` the table gets a
+    stream, whose ARN is returned; with ``None`` it has none and ``None`` is returned.
+    """
+    stream: dict[str, Any] = {}
+    if stream_view_type is not None:
+        stream["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view_type}
+    dynamodb.create_table(
+        TableName=table_name,
+        KeySchema=[
+            {"AttributeName": "email", "KeyType": "HASH"},
+            {"AttributeName": "order_number", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "email", "AttributeType": "S"},
+            {"AttributeName": "order_number", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        **stream,
+    )
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
+    return table.get("LatestStreamArn") if stream_view_type is not None else None
 
 
 class RecordCollector:
