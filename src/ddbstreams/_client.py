@@ -81,8 +81,6 @@ class StreamDescription:
 
     stream_arn: str
     status: str
-    view_type: str | None
-    table_name: str | None
     shards: tuple[ShardInfo, ...]
 
 
@@ -313,8 +311,6 @@ class StreamsAPI:
                 return StreamDescription(
                     stream_arn=stream_arn,
                     status=str(page.get("StreamStatus", "ENABLED")),
-                    view_type=page.get("StreamViewType"),
-                    table_name=page.get("TableName"),
                     shards=tuple(shards),
                 )
             kwargs["ExclusiveStartShardId"] = last

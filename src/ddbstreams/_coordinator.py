@@ -102,10 +102,6 @@ class ShardCoordinator:
         self._stop.set()
         self._wake.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def shards(self) -> list[ShardStatus]:
         """Every known shard, parents before children."""
         with self._lock:

@@ -49,12 +49,6 @@ class ShardLineage:
     def __len__(self) -> int:
         return len(self._shards)
 
-    def __contains__(self, shard_id: object) -> bool:
-        return shard_id in self._shards
-
-    def get(self, shard_id: str) -> ShardInfo | None:
-        return self._shards.get(shard_id)
-
     @property
     def shards(self) -> Mapping[str, ShardInfo]:
         return self._shards

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import itertools
@@ -495,8 +496,6 @@ def _low(shard: _SimShard) -> int:
 
 def _to_wire(attribute_value: dict[str, Any]) -> dict[str, Any]:
     """boto3's serializer gives bytes for binary; the wire carries base64 text."""
-    import base64
-
     ((type_name, value),) = attribute_value.items()
     if type_name == "B":
         return {"B": base64.b64encode(_raw_bytes(value)).decode()}
