@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import FAST
 from ddbstreams import (
+    Checkpoint,
     ConsumerSettings,
     InMemoryCheckpointStore,
     Record,
@@ -216,3 +217,23 @@ def _wait_until(condition: Any, timeout: float = 10.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError("condition not met in time")
+
+
+def test_the_handler_may_stop_the_consumer() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(5)]
+    store = InMemoryCheckpointStore()
+    seen: list[str] = []
+
+    def handler(record: Record) -> None:
+        seen.append(record.sequence_number)
+        if len(seen) == 2:
+            assert consumer.stop() is False  # asked; completes once this call returns
+
+    consumer = StreamConsumer(
+        handler, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store
+    )
+    consumer.start()
+    assert consumer.wait(timeout=10)
+    assert seen == written[:2]
+    assert store.load_all(sim.stream_arn) == {sim.open_shard_ids()[0]: Checkpoint(written[1])}

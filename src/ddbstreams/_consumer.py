@@ -13,7 +13,7 @@ from typing import Any
 
 from ._checkpoints import CheckpointStore, InMemoryCheckpointStore
 from ._client import StreamsAPI, build_boto3_clients
-from ._coordinator import ShardCoordinator, ShardStatus
+from ._coordinator import THREAD_NAME_PREFIX, ShardCoordinator, ShardStatus
 from ._errors import ConfigurationError
 from ._reader import Handler, TrimmedDataGap
 from ._settings import ConsumerSettings, StartPosition
@@ -156,7 +156,7 @@ class StreamConsumer:
             if self._thread is not None:
                 raise RuntimeError("this consumer was already started")
             self._thread = threading.Thread(
-                target=self._run_in_background, name="ddbstreams-consumer", daemon=True
+                target=self._run_in_background, name=f"{THREAD_NAME_PREFIX}-consumer", daemon=True
             )
             self._thread.start()
 
@@ -164,10 +164,13 @@ class StreamConsumer:
         """Stop a consumer started with :meth:`start` and wait up to ``timeout`` seconds.
 
         Returns True once it has stopped (checkpoints written), False if it is still
-        finishing a handler call when the timeout passes. If the background run failed,
-        its error is raised here.
+        finishing a handler call when the timeout passes. Called from inside the handler,
+        it asks for the stop and returns False at once: the stop completes after the
+        handler returns. If the background run failed, its error is raised here.
         """
         self._request_stop()
+        if threading.current_thread().name.startswith(THREAD_NAME_PREFIX):
+            return False  # called from a handler: waiting here would wait for itself
         thread = self._thread
         if thread is not None:
             thread.join(timeout)

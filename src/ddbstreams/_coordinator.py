@@ -25,6 +25,7 @@ ShardState = Literal["waiting", "reading", "finished", "skipped"]
 
 # DescribeStream is throttled at about 10 calls/s and a large stream takes several pages.
 MIN_SECONDS_BETWEEN_DISCOVERIES = 1.0
+THREAD_NAME_PREFIX = "ddbstreams"
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class ShardCoordinator:
                 done.append((shard_id, future))
             self._wake.set()
 
-        pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="ddbstreams")
+        pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix=THREAD_NAME_PREFIX)
         failed = True
         try:
             self._first_discovery()
