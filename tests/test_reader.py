@@ -88,6 +88,31 @@ def test_idle_shard_backs_off_to_the_cap_and_snaps_back_on_records() -> None:
     assert reader.step(NO_STOP) == 0.25
 
 
+def test_checkpoint_interval_applies_within_a_page_for_a_slow_handler() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(5)]
+    h = Harness(sim, checkpoint_every=100, checkpoint_interval=5.0)
+    reader = h.reader()
+    checkpoints: list[object] = []
+
+    def slow(record: Record) -> None:
+        sim.advance(3)  # each record takes 3 s of (virtual) time
+        h.seen.append(record.sequence_number)
+        checkpoints.append(h.store.load(sim.stream_arn, reader.shard_id))
+
+    reader._handler = slow
+    reader.step(NO_STOP)
+    assert h.seen == written
+    # Seen from inside the handler: the checkpoint after record 2 (6 s) and record 4 (12 s).
+    assert checkpoints == [
+        None,
+        None,
+        Checkpoint(written[1]),
+        Checkpoint(written[1]),
+        Checkpoint(written[3]),
+    ]
+
+
 def test_checkpoint_interval_applies_while_idle() -> None:
     sim = StreamSimulator()
     written = sim.insert(item(1))

@@ -196,7 +196,9 @@ class ShardReader:
         """Hand pending records to the handler; False if it raised (the record stays)."""
         # The per-record loop is the hot path: locals only, bookkeeping once at the end.
         pending, handler, shard_id = self._pending, self._handler, self.shard_id
-        every = self._settings.checkpoint_every
+        every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
+        clock = self._clock
+        due_at = self._last_checkpoint_at + interval
         start = index = self._next
         since = self._since_checkpoint
         try:
@@ -209,10 +211,11 @@ class ShardReader:
                     return False
                 index += 1
                 since += 1
-                if since >= every:
+                if since >= every or clock() >= due_at:
                     self.delivered = raw["dynamodb"]["SequenceNumber"]
                     self.checkpoint()
                     since = 0
+                    due_at = self._last_checkpoint_at + interval
         finally:
             if index > start:
                 self.delivered = pending[index - 1]["dynamodb"]["SequenceNumber"]
