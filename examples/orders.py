@@ -29,10 +29,14 @@ def endpoint(args: argparse.Namespace) -> str | None:
     return None if args.endpoint_url == "aws" else args.endpoint_url
 
 
-def dynamodb_client(endpoint_url: str | None) -> Any:
+def use_dummy_credentials_for(endpoint_url: str | None) -> None:
+    """A local endpoint accepts any credentials: provide some unless real ones are set."""
     if endpoint_url is not None:
-        # A local endpoint accepts any credentials; keep real ones if they are set.
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def dynamodb_client(endpoint_url: str | None) -> Any:
+    use_dummy_credentials_for(endpoint_url)
     return boto3.client("dynamodb", endpoint_url=endpoint_url)

@@ -9,7 +9,7 @@ up where it stopped, and stops cleanly on Ctrl-C. Against AWS, pass --endpoint-u
 
 from __future__ import annotations
 
-from orders import endpoint, options
+from orders import endpoint, options, use_dummy_credentials_for
 
 import ddbstreams
 
@@ -42,9 +42,6 @@ if __name__ == "__main__":
     parser = options(__doc__.splitlines()[0])
     parser.add_argument("--checkpoint-db", default="orders.checkpoints.db")
     args = parser.parse_args()
-    if endpoint(args) is not None:
-        from orders import dynamodb_client
-
-        dynamodb_client(endpoint(args))  # sets dummy credentials for a local endpoint
+    use_dummy_credentials_for(endpoint(args))
     print("Reading DynamoDB Stream (Ctrl-C to stop):")
     consumer(endpoint(args), args.table, args.checkpoint_db).run()
