@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from conftest import FAST, put_order
@@ -91,13 +93,15 @@ def test_latest_versus_trim_horizon(
     local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
 ) -> None:
     put_order(dynamodb, order_table, "old@example.com", "1")
+    stream_arn = dynamodb.describe_table(TableName=order_table)["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams", **local_endpoint.client_kwargs())
+    polled = threading.Event()  # set once a GetRecords call has answered: the iterator exists
+    streams.meta.events.register("after-call.dynamodb-streams.GetRecords", lambda **_: polled.set())
     latest, horizon = RecordCollector(), RecordCollector()
-    with consumer_for(local_endpoint, order_table, latest, start_position="LATEST") as consumer:
-        deadline = time.monotonic() + 10
-        while not any(s.last_sequence_number or s.state == "reading" for s in consumer.shards()):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        time.sleep(0.2)  # the LATEST iterator is taken before the next write
+    with StreamConsumer(
+        latest, stream_arn=stream_arn, client=streams, start_position="LATEST", settings=FAST
+    ):
+        assert polled.wait(10)
         put_order(dynamodb, order_table, "new@example.com", "1")
         latest.wait_for(1)
     with consumer_for(local_endpoint, order_table, horizon, start_position="TRIM_HORIZON"):
