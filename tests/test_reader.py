@@ -221,6 +221,19 @@ def test_shard_end_with_records_on_the_last_page_delivers_then_finishes() -> Non
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1], finished=True)
 
 
+def test_shard_end_announced_by_an_empty_page_finishes_after_it() -> None:
+    sim = StreamSimulator(records_with_end=False)
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim)
+    reader = h.reader()
+    sim.rollover()
+    reader.step(NO_STOP)  # the records, with a NextShardIterator still
+    assert h.seen == written and not reader.finished
+    reader.step(NO_STOP)  # an empty page without one: the end
+    assert reader.finished
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1], finished=True)
+
+
 def test_stop_between_records_keeps_the_rest_for_later() -> None:
     sim = StreamSimulator()
     written = [sim.insert(item(n)) for n in range(3)]

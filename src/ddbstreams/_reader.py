@@ -246,14 +246,20 @@ class ShardReader:
         """poll_interval, doubling once the shard has been idle a while, up to the cap."""
         settings = self._settings
         self._empty_pages += 1
-        doublings = min(max(self._empty_pages - EMPTY_PAGES_BEFORE_IDLE_BACKOFF, 0), 30)
-        ceiling = max(settings.poll_interval, settings.idle_poll_interval_max)
-        return min(settings.poll_interval * 2.0**doublings, ceiling)
+        return _doubled(
+            settings.poll_interval,
+            self._empty_pages - EMPTY_PAGES_BEFORE_IDLE_BACKOFF,
+            max(settings.poll_interval, settings.idle_poll_interval_max),
+        )
 
     def _backoff(self) -> float:
         settings = self._settings
-        ceiling = min(
-            settings.handler_retry_max,
-            settings.handler_retry_initial * 2.0 ** min(max(self.failures - 1, 0), 30),
+        ceiling = _doubled(
+            settings.handler_retry_initial, self.failures - 1, settings.handler_retry_max
         )
         return ceiling * (0.5 + self._random_fraction() / 2)
+
+
+def _doubled(base: float, times: int, cap: float) -> float:
+    """``base`` doubled ``times`` times (none if negative), at most ``cap``."""
+    return min(base * 2.0 ** min(max(times, 0), 30), cap)
