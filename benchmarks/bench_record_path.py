@@ -11,17 +11,31 @@
 Every variant reads the same canned bodies through the real botocore client stack.
 
     nox -s bench -- record_path        (or: python benchmarks/bench_record_path.py)
+
+Wall-clock rates on a shared machine drift; ``--instructions`` also counts the instructions
+each variant executes per record with valgrind's callgrind (same binary, same input, same
+count to a few parts per million), a noise-free view of the same ratios:
+
+    python benchmarks/bench_record_path.py --instructions
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
+import os
 import platform
 import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +121,7 @@ BODIES = {
 }
 
 
-def measure(bodies: list[bytes], repeats: int) -> dict[str, float]:
+def measure(bodies: list[bytes], repeats: int, freeze: bool) -> dict[str, float]:
     expected = sum(len(json.loads(b)["Records"]) for b in bodies)
     best: dict[str, float] = {}
     rng = random.Random(7)
@@ -115,7 +129,11 @@ def measure(bodies: list[bytes], repeats: int) -> dict[str, float]:
         # Interleaved in a new order each round: this machine's speed drifts and alternates.
         for name in rng.sample(list(VARIANTS), len(VARIANTS)):
             variant = VARIANTS[name]
+            gc.unfreeze()
+            gc.collect()  # every variant starts from the same clean heap
             stream = CannedStream(bodies)  # its boto3 client is built before the clock starts
+            if freeze:
+                gc.freeze()  # the tuning docs/concepts.md suggests, applied to every variant
             started = time.perf_counter()
             count = variant(stream)
             elapsed = time.perf_counter() - started
@@ -124,40 +142,130 @@ def measure(bodies: list[bytes], repeats: int) -> dict[str, float]:
     return best
 
 
+def ratios_of(rates: dict[str, float]) -> dict[str, float]:
+    ratios = {
+        "c_over_b": rates["c_ddbstreams_new_image"] / rates["b_naive_boto3"],
+        "d_over_b": rates["d_ddbstreams_keys"] / rates["b_naive_boto3"],
+        "cost_c_over_floor": rates["a_json_loads_floor"] / rates["c_ddbstreams_new_image"],
+        "cost_d_over_floor": rates["a_json_loads_floor"] / rates["d_ddbstreams_keys"],
+    }
+    if "e_ddbstreams_fast_new_image" in rates:
+        ratios["e_over_b"] = rates["e_ddbstreams_fast_new_image"] / rates["b_naive_boto3"]
+    return ratios
+
+
+def run_child(variant: str, view: str, pages: int, runs: int) -> None:
+    """The process callgrind watches: ``runs`` runs of one variant over one body."""
+    view_type, nested, _ = BODIES[view]
+    bodies = get_records_bodies(pages, 1000, view_type, nested)
+    for _ in range(runs):
+        VARIANTS[variant](CannedStream(bodies))
+
+
+def instructions(variant: str, view: str, pages: int, runs: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--child",
+                variant,
+                "--view",
+                view,
+                "--pages",
+                str(pages),
+                "--runs",
+                str(runs),
+            ],
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=True,
+            capture_output=True,
+        )
+        match = re.search(r"^summary: (\d+)$", out.read_text(), re.MULTILINE)
+        assert match, "callgrind wrote no summary"
+        return int(match.group(1))
+
+
+def instructions_per_record(variant: str, view: str, pages: int) -> float:
+    """Instructions of one run (the second minus the first: start-up and imports cancel)."""
+    one, two = instructions(variant, view, pages, 1), instructions(variant, view, pages, 2)
+    return (two - one) / (pages * 1000)
+
+
+def count_instructions(pages_override: int | None) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    results: dict[str, Any] = {"python": platform.python_version(), "views": {}}
+    jobs = [
+        (variant, view, pages_override or pages)
+        for view, (_, _, pages) in BODIES.items()
+        for variant in VARIANTS
+    ]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        counts = list(pool.map(lambda job: instructions_per_record(*job), jobs))
+    for (variant, view, pages), count in zip(jobs, counts, strict=True):
+        entry = results["views"].setdefault(view, {"pages": pages, "instructions_per_record": {}})
+        entry["instructions_per_record"][variant] = count
+    for view, entry in results["views"].items():
+        per_record = entry["instructions_per_record"]
+        entry["ratios"] = ratios_of({name: 1 / count for name, count in per_record.items()})
+        print(f"\n{view}: {entry['pages']} pages x 1000 records, callgrind")
+        print(f"  {'variant':<30}{'instructions/record':>20}")
+        for name, count in per_record.items():
+            print(f"  {name:<30}{count:>20,.0f}")
+        for name, ratio in entry["ratios"].items():
+            print(f"  {name:<30}{ratio:>19.2f}x")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "record_path_instructions.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, help="pages per run (default: per body, ~3 MB)")
     parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() after each variant's set-up"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--view", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        run_child(args.child, args.view, args.pages, args.runs)
+        return
+    if args.instructions:
+        count_instructions(args.pages)
+        return
     results: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "records_per_page": 1000,
+        "gc_freeze": args.gc_freeze,
         "pages": {view: args.pages or pages for view, (_, _, pages) in BODIES.items()},
         "views": {},
     }
     for view, (view_type, nested, pages) in BODIES.items():
         pages = args.pages or pages
         bodies = get_records_bodies(pages, 1000, view_type, nested)
-        rates = measure(bodies, args.repeats)
-        ratios = {
-            "c_over_b": rates["c_ddbstreams_new_image"] / rates["b_naive_boto3"],
-            "d_over_b": rates["d_ddbstreams_keys"] / rates["b_naive_boto3"],
-            "cost_c_over_floor": rates["a_json_loads_floor"] / rates["c_ddbstreams_new_image"],
-            "cost_d_over_floor": rates["a_json_loads_floor"] / rates["d_ddbstreams_keys"],
-        }
-        if "e_ddbstreams_fast_new_image" in rates:
-            ratios["e_over_b"] = rates["e_ddbstreams_fast_new_image"] / rates["b_naive_boto3"]
+        rates = measure(bodies, args.repeats, args.gc_freeze)
+        ratios = ratios_of(rates)
         results["views"][view] = {"records_per_second": rates, "ratios": ratios}
-        print(f"\n{view}: {pages} pages x 1000 records, best of {args.repeats}")
+        tuning = ", gc.freeze()" if args.gc_freeze else ""
+        print(f"\n{view}: {pages} pages x 1000 records, best of {args.repeats}{tuning}")
         print(f"  {'variant':<26}{'records/s':>12}")
         for name, rate in rates.items():
             print(f"  {name:<26}{rate:>12,.0f}")
         for name, ratio in ratios.items():
             print(f"  {name:<26}{ratio:>12.2f}x")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "record_path.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = "record_path_gc_freeze.json" if args.gc_freeze else "record_path.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

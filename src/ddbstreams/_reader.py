@@ -141,6 +141,7 @@ class ShardReader:
         self._last_checkpoint_at = self._clock()
 
     def _fetch(self) -> bool:
+        self._pending, self._next = [], 0  # the delivered page goes first: one page in memory
         if self._iterator is None:
             self._iterator = self._acquire_iterator()
         try:
@@ -151,7 +152,7 @@ class ShardReader:
             return False
         self._iterator = page.next_iterator
         self._end_reached = page.next_iterator is None
-        self._pending, self._next = page.records, 0
+        self._pending = page.records
         return bool(page.records)
 
     def _acquire_iterator(self) -> str:
