@@ -198,12 +198,13 @@ class ShardReader:
         # The per-record loop is the hot path: locals only, bookkeeping once at the end.
         pending, handler, shard_id = self._pending, self._handler, self.shard_id
         every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
-        clock = self._clock
+        clock, stopping = self._clock, stop.is_set
         due_at = self._last_checkpoint_at + interval
         start = index = self._next
+        end = len(pending)
         since = self._since_checkpoint
         try:
-            while index < len(pending) and not stop.is_set():
+            while index < end and not stopping():
                 raw = pending[index]
                 try:
                     handler(Record(raw, shard_id))
