@@ -1,6 +1,8 @@
 """Record path: records/s from GetRecords body to handler, side by side in one process.
 
 (a) json.loads of the bodies alone (the floor)
+(a2) json.loads plus each new image turned into Python values, in a bare loop: the work (c)
+     cannot avoid, so a2/b is the ceiling of c/b with this decoder
 (b) naive boto3: client.get_records + TypeDeserializer on Keys, NewImage and OldImage
 (c) ddbstreams StreamConsumer, handler reads record.new_image
 (d) ddbstreams StreamConsumer, handler reads record.keys only
@@ -44,6 +46,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 import ddbstreams
 from ddbstreams import _client
+from ddbstreams._deserialize import deserialize_image
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,6 +55,17 @@ def floor(stream: CannedStream) -> int:
     count = 0
     for body in stream.bodies:
         count += len(json.loads(body)["Records"])
+    return count
+
+
+def floor_with_new_image(stream: CannedStream) -> int:
+    count = 0
+    for body in stream.bodies:
+        for record in json.loads(body)["Records"]:
+            image = record["dynamodb"].get("NewImage")
+            if image is not None:
+                deserialize_image(image)
+            count += 1
     return count
 
 
@@ -99,6 +113,7 @@ def consumer(
 
 VARIANTS: dict[str, Callable[[CannedStream], int]] = {
     "a_json_loads_floor": floor,
+    "a2_floor_with_new_image": floor_with_new_image,
     "b_naive_boto3": naive_boto3,
     "c_ddbstreams_new_image": consumer(lambda r: r.new_image),
     "d_ddbstreams_keys": consumer(lambda r: r.keys),
@@ -148,6 +163,7 @@ def ratios_of(rates: dict[str, float]) -> dict[str, float]:
         "d_over_b": rates["d_ddbstreams_keys"] / rates["b_naive_boto3"],
         "cost_c_over_floor": rates["a_json_loads_floor"] / rates["c_ddbstreams_new_image"],
         "cost_d_over_floor": rates["a_json_loads_floor"] / rates["d_ddbstreams_keys"],
+        "ceiling_of_c_over_b": rates["a2_floor_with_new_image"] / rates["b_naive_boto3"],
     }
     if "e_ddbstreams_fast_new_image" in rates:
         ratios["e_over_b"] = rates["e_ddbstreams_fast_new_image"] / rates["b_naive_boto3"]

@@ -14,6 +14,7 @@ RESULTS = Path(__file__).parent / "results"
 DOCS = Path(__file__).parent.parent / "docs"
 LABELS = {  # variant: (label, colour)
     "a_json_loads_floor": ("(a) json.loads\nalone", "#999999"),
+    "a2_floor_with_new_image": ("(a2) json.loads +\nnew image, bare", "#cccccc"),
     "b_naive_boto3": ("(b) get_records +\nTypeDeserializer", "#d62728"),
     "c_ddbstreams_new_image": ("(c) ddbstreams\nnew_image", "#1f77b4"),
     "d_ddbstreams_keys": ("(d) ddbstreams\nkeys", "#2ca02c"),
