@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -261,3 +262,34 @@ def test_latest_start_skips_existing_records() -> None:
     new = sim.insert(item(2))
     reader.step(NO_STOP)
     assert h.seen == [new]
+
+
+class _Page(list[dict[str, Any]]):
+    """A list of records that can be watched with a weak reference."""
+
+
+def test_the_delivered_page_is_let_go_before_the_next_is_fetched() -> None:
+    sim = StreamSimulator()
+    for n in range(4):
+        sim.insert(item(n))
+    pages: list[weakref.ref[_Page]] = []
+    alive_at_fetch: list[bool] = []
+
+    class WatchedPages:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sim, name)
+
+        def get_records(self, **kwargs: Any) -> dict[str, Any]:
+            alive_at_fetch.append(any(page() is not None for page in pages))
+            answer = sim.get_records(**kwargs)
+            page = _Page(answer["Records"])
+            pages.append(weakref.ref(page))
+            return {**answer, "Records": page}
+
+    h = Harness(sim, batch_size=2)
+    h.api = StreamsAPI(WatchedPages(), sim, attempts=1)
+    reader = h.reader()
+    for _ in range(3):
+        reader.step(NO_STOP)
+    assert len(h.seen) == 4
+    assert alive_at_fetch == [False, False, False]  # a slow handler holds one page, not two
