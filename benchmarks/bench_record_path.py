@@ -7,6 +7,7 @@
 (c) ddbstreams StreamConsumer, handler reads record.new_image
 (d) ddbstreams StreamConsumer, handler reads record.keys only
 (e) as (c), with the `fast` extra (orjson decodes the bodies), when orjson is installed
+(f) as (c), with gc.freeze() once the clients exist (the tuning docs/concepts.md suggests)
 
 (c) and (d) decode with the standard library's json, as (a) does.
 
@@ -111,6 +112,17 @@ def consumer(
     return run
 
 
+def with_frozen_heap(run: Callable[[CannedStream], int]) -> Callable[[CannedStream], int]:
+    def frozen(stream: CannedStream) -> int:
+        gc.freeze()  # O(1): the objects alive now leave the collector's walks
+        try:
+            return run(stream)
+        finally:
+            gc.unfreeze()
+
+    return frozen
+
+
 VARIANTS: dict[str, Callable[[CannedStream], int]] = {
     "a_json_loads_floor": floor,
     "a2_floor_with_new_image": floor_with_new_image,
@@ -124,6 +136,7 @@ try:
     VARIANTS["e_ddbstreams_fast_new_image"] = consumer(lambda r: r.new_image, orjson.loads)
 except ImportError:
     pass
+VARIANTS["f_ddbstreams_new_image_gc_freeze"] = with_frozen_heap(VARIANTS["c_ddbstreams_new_image"])
 
 
 # label: (StreamViewType, with the nested map/list/set attribute, pages per run). Smaller
@@ -136,7 +149,7 @@ BODIES = {
 }
 
 
-def measure(bodies: list[bytes], repeats: int, freeze: bool) -> dict[str, float]:
+def measure(bodies: list[bytes], repeats: int) -> dict[str, float]:
     expected = sum(len(json.loads(b)["Records"]) for b in bodies)
     best: dict[str, float] = {}
     rng = random.Random(7)
@@ -144,11 +157,8 @@ def measure(bodies: list[bytes], repeats: int, freeze: bool) -> dict[str, float]
         # Interleaved in a new order each round: this machine's speed drifts and alternates.
         for name in rng.sample(list(VARIANTS), len(VARIANTS)):
             variant = VARIANTS[name]
-            gc.unfreeze()
             gc.collect()  # every variant starts from the same clean heap
             stream = CannedStream(bodies)  # its boto3 client is built before the clock starts
-            if freeze:
-                gc.freeze()  # the tuning docs/concepts.md suggests, applied to every variant
             started = time.perf_counter()
             count = variant(stream)
             elapsed = time.perf_counter() - started
@@ -167,6 +177,10 @@ def ratios_of(rates: dict[str, float]) -> dict[str, float]:
     }
     if "e_ddbstreams_fast_new_image" in rates:
         ratios["e_over_b"] = rates["e_ddbstreams_fast_new_image"] / rates["b_naive_boto3"]
+    if "f_ddbstreams_new_image_gc_freeze" in rates:
+        ratios["f_over_c"] = (
+            rates["f_ddbstreams_new_image_gc_freeze"] / rates["c_ddbstreams_new_image"]
+        )
     return ratios
 
 
@@ -244,9 +258,6 @@ def main() -> None:
     parser.add_argument("--pages", type=int, help="pages per run (default: per body, ~3 MB)")
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--instructions", action="store_true", help="count with callgrind")
-    parser.add_argument(
-        "--gc-freeze", action="store_true", help="gc.freeze() after each variant's set-up"
-    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--view", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, help=argparse.SUPPRESS)
@@ -262,26 +273,23 @@ def main() -> None:
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "records_per_page": 1000,
-        "gc_freeze": args.gc_freeze,
         "pages": {view: args.pages or pages for view, (_, _, pages) in BODIES.items()},
         "views": {},
     }
     for view, (view_type, nested, pages) in BODIES.items():
         pages = args.pages or pages
         bodies = get_records_bodies(pages, 1000, view_type, nested)
-        rates = measure(bodies, args.repeats, args.gc_freeze)
+        rates = measure(bodies, args.repeats)
         ratios = ratios_of(rates)
         results["views"][view] = {"records_per_second": rates, "ratios": ratios}
-        tuning = ", gc.freeze()" if args.gc_freeze else ""
-        print(f"\n{view}: {pages} pages x 1000 records, best of {args.repeats}{tuning}")
+        print(f"\n{view}: {pages} pages x 1000 records, best of {args.repeats}")
         print(f"  {'variant':<26}{'records/s':>12}")
         for name, rate in rates.items():
             print(f"  {name:<26}{rate:>12,.0f}")
         for name, ratio in ratios.items():
             print(f"  {name:<26}{ratio:>12.2f}x")
     RESULTS.mkdir(exist_ok=True)
-    name = "record_path_gc_freeze.json" if args.gc_freeze else "record_path.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "record_path.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
