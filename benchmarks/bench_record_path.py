@@ -283,11 +283,11 @@ def main() -> None:
         ratios = ratios_of(rates)
         results["views"][view] = {"records_per_second": rates, "ratios": ratios}
         print(f"\n{view}: {pages} pages x 1000 records, best of {args.repeats}")
-        print(f"  {'variant':<26}{'records/s':>12}")
+        print(f"  {'variant':<34}{'records/s':>12}")
         for name, rate in rates.items():
-            print(f"  {name:<26}{rate:>12,.0f}")
+            print(f"  {name:<34}{rate:>12,.0f}")
         for name, ratio in ratios.items():
-            print(f"  {name:<26}{ratio:>12.2f}x")
+            print(f"  {name:<34}{ratio:>12.2f}x")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "record_path.json").write_text(json.dumps(results, indent=2) + "\n")
 
