@@ -184,6 +184,17 @@ def ratios_of(rates: dict[str, float]) -> dict[str, float]:
     return ratios
 
 
+def print_table(
+    title: str, column: str, values: dict[str, float], ratios: dict[str, float]
+) -> None:
+    print(f"\n{title}")
+    print(f"  {'variant':<34}{column:>20}")
+    for name, value in values.items():
+        print(f"  {name:<34}{value:>20,.0f}")
+    for name, ratio in ratios.items():
+        print(f"  {name:<34}{ratio:>19.2f}x")
+
+
 def run_child(variant: str, view: str, pages: int, runs: int) -> None:
     """The process callgrind watches: ``runs`` runs of one variant over one body."""
     view_type, nested, _ = BODIES[view]
@@ -243,12 +254,8 @@ def count_instructions(pages_override: int | None) -> None:
     for view, entry in results["views"].items():
         per_record = entry["instructions_per_record"]
         entry["ratios"] = ratios_of({name: 1 / count for name, count in per_record.items()})
-        print(f"\n{view}: {entry['pages']} pages x 1000 records, callgrind")
-        print(f"  {'variant':<30}{'instructions/record':>20}")
-        for name, count in per_record.items():
-            print(f"  {name:<30}{count:>20,.0f}")
-        for name, ratio in entry["ratios"].items():
-            print(f"  {name:<30}{ratio:>19.2f}x")
+        title = f"{view}: {entry['pages']} pages x 1000 records, callgrind"
+        print_table(title, "instructions/record", per_record, entry["ratios"])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "record_path_instructions.json").write_text(json.dumps(results, indent=2) + "\n")
 
@@ -282,12 +289,8 @@ def main() -> None:
         rates = measure(bodies, args.repeats)
         ratios = ratios_of(rates)
         results["views"][view] = {"records_per_second": rates, "ratios": ratios}
-        print(f"\n{view}: {pages} pages x 1000 records, best of {args.repeats}")
-        print(f"  {'variant':<34}{'records/s':>12}")
-        for name, rate in rates.items():
-            print(f"  {name:<34}{rate:>12,.0f}")
-        for name, ratio in ratios.items():
-            print(f"  {name:<34}{ratio:>12.2f}x")
+        title = f"{view}: {pages} pages x 1000 records, best of {args.repeats}"
+        print_table(title, "records/s", rates, ratios)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "record_path.json").write_text(json.dumps(results, indent=2) + "\n")
 
