@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS ddbstreams_checkpoints (
 """
 
 
+_SELECT_ONE = (
+    "SELECT sequence_number, finished FROM ddbstreams_checkpoints "
+    "WHERE stream_arn = ? AND shard_id = ?"
+)
+
+
 class SQLiteCheckpointStore:
     """Checkpoints in a SQLite file: durable across restarts and process crashes.
 
@@ -127,11 +133,7 @@ class SQLiteCheckpointStore:
             ) from exc
 
     def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
-        rows = self._query(
-            "SELECT sequence_number, finished FROM ddbstreams_checkpoints "
-            "WHERE stream_arn = ? AND shard_id = ?",
-            (stream_arn, shard_id),
-        )
+        rows = self._query(_SELECT_ONE, (stream_arn, shard_id))
         return Checkpoint(rows[0][0], bool(rows[0][1])) if rows else None
 
     def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
@@ -147,11 +149,7 @@ class SQLiteCheckpointStore:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    row = self._db.execute(
-                        "SELECT sequence_number, finished FROM ddbstreams_checkpoints "
-                        "WHERE stream_arn = ? AND shard_id = ?",
-                        (stream_arn, shard_id),
-                    ).fetchone()
+                    row = self._db.execute(_SELECT_ONE, (stream_arn, shard_id)).fetchone()
                     if row is None or not Checkpoint(row[0], bool(row[1])).covers(checkpoint):
                         self._db.execute(
                             "INSERT OR REPLACE INTO ddbstreams_checkpoints VALUES (?, ?, ?, ?, ?)",
