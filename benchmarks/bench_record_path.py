@@ -143,7 +143,7 @@ VARIANTS["f_ddbstreams_new_image_gc_freeze"] = with_frozen_heap(VARIANTS["c_ddbs
 # pages per run under callgrind). Timed runs hold about 12 MB of bodies, so that a
 # consumer's start-up (about 10 ms: first calls on a new client, threads) weighs under 2 %
 # of its records/s: the measure is throughput, start-up has its own in bench_scale.py.
-# Callgrind runs 50x slower; its smaller runs still carry one start-up each.
+# Callgrind runs 50x slower: it reads N and 2N pages, N the last number (start-up cancels).
 BODIES = {
     "orders + nested attribute, NEW_AND_OLD_IMAGES": ("NEW_AND_OLD_IMAGES", True, 12, 3),
     "orders as in the exercise, NEW_AND_OLD_IMAGES": ("NEW_AND_OLD_IMAGES", False, 32, 8),
