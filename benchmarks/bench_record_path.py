@@ -46,7 +46,7 @@ from _canned import SHARD_ID, STREAM_ARN, CannedStream, get_records_bodies
 from boto3.dynamodb.types import TypeDeserializer
 
 import ddbstreams
-from ddbstreams import _client
+from ddbstreams import _pages
 from ddbstreams._deserialize import deserialize_image
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,10 +90,10 @@ def naive_boto3(stream: CannedStream) -> int:
 
 
 def consumer(
-    read: Callable[[ddbstreams.Record], Any], loads: Callable[[bytes], Any] = json.loads
+    read: Callable[[ddbstreams.Record], Any], orjson_loads: Callable[[bytes], Any] | None = None
 ) -> Callable[[CannedStream], int]:
     def run(stream: CannedStream) -> int:
-        _client.json_loads = loads  # which decoder the GetRecords fast path uses
+        _pages._orjson_loads = orjson_loads  # the `fast` extra, or the standard library only
         count = 0
 
         def handler(record: ddbstreams.Record) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,12 +42,7 @@ from ._errors import (
     TrimmedDataError,
 )
 from ._lineage import ShardInfo
-
-json_loads: Callable[[bytes], Any]
-try:  # the `fast` extra: orjson decodes GetRecords bodies about 1.6 times faster
-    from orjson import loads as json_loads
-except ImportError:  # pragma: no cover - depends on what is installed
-    from json import loads as json_loads
+from ._pages import RecordsPage
 
 logger = logging.getLogger("ddbstreams")
 
@@ -84,33 +80,31 @@ class StreamDescription:
     shards: tuple[ShardInfo, ...]
 
 
-@dataclass(frozen=True)
-class RecordsPage:
-    """One ``GetRecords`` answer; records are in wire (AttributeValue JSON) form."""
-
-    records: list[dict[str, Any]]
-    next_iterator: str | None
+# Set while ddbstreams itself calls GetRecords, so that the raw fast path never changes
+# what other code sharing the client gets from its own get_records calls.
+_ddbstreams_call = threading.local()
+_PAGE = "ddbstreams.page"
 
 
 def _take_raw_records(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
-    """``before-parse`` hook: decode the GetRecords body ourselves.
+    """``before-parse`` hook: hand the GetRecords body to a :class:`RecordsPage`.
 
     botocore's generic parser walks every AttributeValue against the service model, which
-    costs ten times the JSON decoding. The body is handed to the parser empty and the
-    decoded records come back through ``customized_response_dict``; error answers
-    (status other than 200) are left to botocore. ``json_loads`` is orjson's when the
-    ``fast`` extra is installed, else the standard library's: both give the same dicts.
+    costs ten times the JSON decoding. The body goes to the parser empty and the page (which
+    decodes each record as it is taken) comes back through ``customized_response_dict``;
+    error answers (status other than 200) are left to botocore.
     """
-    if response_dict.get("status_code") != 200:
+    if not getattr(_ddbstreams_call, "active", False) or response_dict.get("status_code") != 200:
         return
-    customized_response_dict.update(json_loads(response_dict["body"]))
+    customized_response_dict[_PAGE] = RecordsPage.from_body(response_dict["body"])
     response_dict["body"] = b"{}"
 
 
 def install_raw_records_hook(streams_client: Any) -> None:
-    """Make a botocore ``dynamodbstreams`` client return wire-form records from GetRecords."""
+    """Make a botocore ``dynamodbstreams`` client's GetRecords, when called by ddbstreams,
+    return a :class:`RecordsPage` of wire-form records."""
     events = getattr(getattr(streams_client, "meta", None), "events", None)
     if events is not None:
         events.register(
@@ -331,7 +325,16 @@ class StreamsAPI:
         return str(response["ShardIterator"])
 
     def get_records(self, shard_id: str, iterator: str, limit: int) -> RecordsPage:
-        response = self._call(
-            self._streams.get_records, "GetRecords", shard_id, ShardIterator=iterator, Limit=limit
-        )
-        return RecordsPage(response.get("Records", []), response.get("NextShardIterator"))
+        _ddbstreams_call.active = True
+        try:
+            response = self._call(
+                self._streams.get_records,
+                "GetRecords",
+                shard_id,
+                ShardIterator=iterator,
+                Limit=limit,
+            )
+        finally:
+            _ddbstreams_call.active = False
+        page: RecordsPage | None = response.get(_PAGE)
+        return page if page is not None else RecordsPage.from_response(response)

@@ -15,6 +15,7 @@ DDBStreamsError                   base of everything below; .retriable says if t
 └── TransientError                retriable: the consumer backs off and tries again
     ├── ThrottledError            LimitExceededException, throttling
     ├── ServerError               HTTP 5xx, InternalServerError
+    │   └── MalformedResponseError  an answer's body is not the JSON the API documents
     ├── EndpointUnreachableError  connection refused/reset, timeouts
     └── ExpiredIteratorError      a shard iterator was older than 15 minutes
 ```
@@ -102,6 +103,10 @@ class ThrottledError(TransientError):
 
 class ServerError(TransientError):
     """The service failed on its side (HTTP 5xx, ``InternalServerError``)."""
+
+
+class MalformedResponseError(ServerError):
+    """An answer's body is not the JSON the API documents (cut short, or not JSON at all)."""
 
 
 class EndpointUnreachableError(TransientError):

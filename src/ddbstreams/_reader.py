@@ -17,8 +17,14 @@ from typing import Any
 
 from ._checkpoints import Checkpoint, CheckpointStore
 from ._client import StreamsAPI
-from ._errors import ExpiredIteratorError, TransientError, TrimmedDataError
+from ._errors import (
+    ExpiredIteratorError,
+    MalformedResponseError,
+    TransientError,
+    TrimmedDataError,
+)
 from ._lineage import ShardInfo
+from ._pages import RecordsPage
 from ._records import Record
 from ._settings import ConsumerSettings
 
@@ -81,8 +87,8 @@ class ShardReader:
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock()
         self._iterator: str | None = None
-        self._pending: list[dict[str, Any]] = []  # the page in hand...
-        self._next = 0  # ...and the index of its first record not yet handled
+        self._page: RecordsPage | None = None  # the page in hand...
+        self._held: dict[str, Any] | None = None  # ...and its first record not yet handled
         self._end_reached = False
 
     @property
@@ -91,7 +97,7 @@ class ShardReader:
 
     @property
     def _has_pending(self) -> bool:
-        return self._next < len(self._pending)
+        return self._held is not None
 
     def skip(self) -> None:
         """Treat this shard as done without reading it (a closed shard under LATEST)."""
@@ -126,6 +132,12 @@ class ShardReader:
             logger.info("shard %s: iterator expired; taking a new one", self.shard_id)
             self._iterator = None
             return 0.0
+        except MalformedResponseError as exc:
+            self._page, self._held, self._iterator = None, None, None
+            self.failures += 1
+            delay = self._backoff()
+            logger.warning("shard %s: %s; retrying in %.2fs", self.shard_id, exc, delay)
+            return delay
         except TransientError as exc:
             self.failures += 1
             delay = self._backoff()
@@ -141,7 +153,6 @@ class ShardReader:
         self._last_checkpoint_at = self._clock()
 
     def _fetch(self) -> bool:
-        self._pending, self._next = [], 0  # the delivered page goes first: one page in memory
         if self._iterator is None:
             self._iterator = self._acquire_iterator()
         try:
@@ -150,10 +161,19 @@ class ShardReader:
             self._iterator = None
             self._on_trimmed(exc)
             return False
-        self._iterator = page.next_iterator
-        self._end_reached = page.next_iterator is None
-        self._pending = page.records
-        return bool(page.records)
+        self._page = page
+        self._held = next(page.records, None)
+        if self._held is None:
+            self._page_read()
+            return False
+        return True
+
+    def _page_read(self) -> None:
+        """Every record of the page in hand was handled: go on where it says."""
+        assert self._page is not None
+        self._iterator = self._page.next_iterator
+        self._end_reached = self._iterator is None
+        self._page = None
 
     def _acquire_iterator(self) -> str:
         if self.delivered is not None:
@@ -194,36 +214,43 @@ class ShardReader:
         self._start_position = "TRIM_HORIZON"
 
     def _deliver(self, stop: threading.Event) -> bool:
-        """Hand pending records to the handler; False if it raised (the record stays)."""
+        """Hand the page's records to the handler; False if it raised (the record is held)."""
+        raw = self._held
+        if raw is None:
+            return True
+        assert self._page is not None
         # The per-record loop is the hot path: locals only, bookkeeping once at the end.
-        pending, handler, shard_id = self._pending, self._handler, self.shard_id
+        records, handler, shard_id = self._page.records, self._handler, self.shard_id
         every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
         clock, stopping = self._clock, stop.is_set
         due_at = self._last_checkpoint_at + interval
-        start = index = self._next
-        end = len(pending)
         since = self._since_checkpoint
+        handled = 0
+        last: dict[str, Any] | None = None
         try:
-            while index < end and not stopping():
-                raw = pending[index]
+            while raw is not None and not stopping():
                 try:
                     handler(Record(raw, shard_id))
                 except Exception:
                     self._handler_failed(raw)
                     return False
-                index += 1
+                last = raw
+                handled += 1
                 since += 1
                 if since >= every or clock() >= due_at:
                     self.delivered = raw["dynamodb"]["SequenceNumber"]
                     self.checkpoint()
                     since = 0
                     due_at = self._last_checkpoint_at + interval
+                raw = next(records, None)
         finally:
-            if index > start:
-                self.delivered = pending[index - 1]["dynamodb"]["SequenceNumber"]
-                self.records_delivered += index - start
-            self._next = index
+            self._held = raw
+            if last is not None:
+                self.delivered = last["dynamodb"]["SequenceNumber"]
+                self.records_delivered += handled
             self._since_checkpoint = since
+        if raw is None:
+            self._page_read()
         return True
 
     def _handler_failed(self, raw: dict[str, Any]) -> None:

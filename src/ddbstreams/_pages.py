@@ -1,0 +1,120 @@
+"""GetRecords pages: records taken one at a time, each decoded just before it is handled.
+
+``json.loads`` of a whole 1000-record body builds every record's objects before the first
+one is handled: megabytes that fall out of the CPU caches before the handler reaches them
+and that the garbage collector walks again and again while they live. Decoding one record at
+a time keeps a single record's objects alive; it runs fewer instructions and measured 1.3 to
+3 times the records/s of decoding the whole body (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Generator, Iterator, Mapping
+from json.scanner import make_scanner
+from typing import Any
+
+from ._errors import MalformedResponseError
+
+# Decodes one JSON value at a position of a string: json.loads' own C scanner.
+_scan_value = make_scanner(json.JSONDecoder())
+_skip_whitespace = re.compile(r"[ \t\n\r]*").match
+
+
+class RecordsPage:
+    """One ``GetRecords`` answer: its records (wire form), in order, then where to go on.
+
+    Take records from the ``records`` iterator in order. ``next_iterator`` is known once
+    ``records`` is exhausted: a body may put ``NextShardIterator`` after its records.
+    """
+
+    __slots__ = ("_fields", "records")
+
+    def __init__(self, records: Iterator[dict[str, Any]], fields: Mapping[str, Any]) -> None:
+        self.records = records
+        self._fields = fields
+
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any]) -> RecordsPage:
+        """A page from an already decoded answer (a simulator's, or botocore's)."""
+        return cls(iter(response.get("Records", [])), response)
+
+    @classmethod
+    def from_body(cls, body: bytes) -> RecordsPage:
+        """A page whose records are decoded from the raw JSON body as they are taken."""
+        fields: dict[str, Any] = {}
+        return cls(_decode_records(body, fields), fields)
+
+    @property
+    def next_iterator(self) -> str | None:
+        """The iterator of the next page; ``None`` once the shard is closed and read."""
+        iterator: str | None = self._fields.get("NextShardIterator")
+        return iterator
+
+
+def _decode_records(body: bytes, fields: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield the records of a GetRecords body one by one; its other members go to ``fields``."""
+    scan, skip = _scan_value, _skip_whitespace
+    try:
+        text = body.decode("utf-8")
+        pos = skip(text, 0).end()
+        if text[pos] != "{":
+            raise ValueError(f"expected '{{' at character {pos}")
+        pos = skip(text, pos + 1).end()
+        if text[pos] != "}":
+            while True:
+                name, pos = scan(text, pos)
+                pos = skip(text, pos).end()
+                if not isinstance(name, str) or text[pos] != ":":
+                    raise ValueError(f"expected a member name and ':' before character {pos}")
+                pos = skip(text, pos + 1).end()
+                if name == "Records" and text[pos] == "[":
+                    pos = yield from _records_of_list(text, pos)
+                else:
+                    fields[name], pos = scan(text, pos)
+                pos = skip(text, pos).end()
+                if text[pos] == "}":
+                    break
+                if text[pos] != ",":
+                    raise ValueError(f"expected ',' or '}}' at character {pos}")
+                pos = skip(text, pos + 1).end()
+        if skip(text, pos + 1).end() != len(text):
+            raise ValueError(f"extra data after character {pos}")
+    except StopIteration as exc:  # how the scanner says it found no value
+        raise _malformed(f"expected a value at character {exc.value}") from exc
+    except IndexError as exc:
+        raise _malformed("the body ends too early") from exc
+    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError too
+        raise _malformed(str(exc)) from exc
+
+
+def _records_of_list(text: str, pos: int) -> Generator[dict[str, Any], None, int]:
+    """Yield the elements of the JSON list at ``pos`` one by one; return where it ends."""
+    scan, skip = _scan_value, _skip_whitespace
+    pos = skip(text, pos + 1).end()
+    if text[pos] == "]":
+        return pos + 1
+    try:
+        while True:
+            record, pos = scan(text, pos)
+            yield record
+            if text[pos] != ",":  # whitespace, or the end of the list
+                pos = skip(text, pos).end()
+                if text[pos] == "]":
+                    return pos + 1
+                if text[pos] != ",":
+                    raise ValueError(f"expected ',' or ']' at character {pos}")
+            pos += 1
+            if text[pos] == " ":  # json.dumps' ", " (moto's answers): skipped cheaply
+                pos += 1
+            if text[pos] != "{":
+                pos = skip(text, pos).end()
+    except StopIteration as exc:  # a generator may not let StopIteration out (PEP 479)
+        raise ValueError(f"expected a value at character {exc.value}") from None
+
+
+def _malformed(reason: str) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"GetRecords answered with a body that is not valid JSON: {reason}"
+    )
