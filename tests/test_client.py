@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -88,41 +91,50 @@ def test_describe_stream_follows_every_page() -> None:
     assert sim.calls["DescribeStream"] == 3
 
 
-@pytest.mark.parametrize("loads", ["json", "orjson"])
-def test_raw_records_hook_gives_the_same_records_with_either_decoder(
-    loads: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import json
+BODY = {
+    "Records": [
+        {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"k": {"B": "AAE="}},
+                "ApproximateCreationDateTime": 1767225600.123,
+                "SequenceNumber": "1" * 40,
+            },
+        }
+    ],
+    "NextShardIterator": "next",
+}
 
+
+def take_raw_records(response: dict[str, Any], *, by_ddbstreams: bool) -> dict[str, Any]:
     from ddbstreams import _client
 
-    decoder = pytest.importorskip(loads)
-    monkeypatch.setattr(_client, "json_loads", decoder.loads)
-    body = {
-        "Records": [
-            {
-                "eventName": "INSERT",
-                "dynamodb": {
-                    "Keys": {"k": {"B": "AAE="}},
-                    "ApproximateCreationDateTime": 1767225600.123,
-                    "SequenceNumber": "1" * 40,
-                },
-            }
-        ],
-        "NextShardIterator": "next",
-    }
-    response = {"status_code": 200, "body": json.dumps(body).encode()}
-    customized: dict[str, object] = {}
-    _client._take_raw_records(response_dict=response, customized_response_dict=customized)
-    assert customized == body
+    customized: dict[str, Any] = {}
+    _client._ddbstreams_call.active = by_ddbstreams
+    try:
+        _client._take_raw_records(response_dict=response, customized_response_dict=customized)
+    finally:
+        _client._ddbstreams_call.active = False
+    return customized
+
+
+def test_raw_records_hook_hands_the_body_to_a_page() -> None:
+    from ddbstreams._client import _PAGE
+
+    response = {"status_code": 200, "body": json.dumps(BODY).encode()}
+    page = take_raw_records(response, by_ddbstreams=True)[_PAGE]
+    assert list(page.records) == BODY["Records"]  # wire form: binary stays base64 text
+    assert page.next_iterator == "next"
     assert response["body"] == b"{}"  # botocore's parser is left nothing to walk
 
 
-def test_raw_records_hook_leaves_errors_to_botocore() -> None:
-    from ddbstreams import _client
+def test_raw_records_hook_leaves_other_callers_of_the_client_alone() -> None:
+    response = {"status_code": 200, "body": json.dumps(BODY).encode()}
+    assert take_raw_records(response, by_ddbstreams=False) == {}
+    assert response["body"] == json.dumps(BODY).encode()
 
+
+def test_raw_records_hook_leaves_errors_to_botocore() -> None:
     response = {"status_code": 400, "body": b'{"__type": "ExpiredIteratorException"}'}
-    customized: dict[str, object] = {}
-    _client._take_raw_records(response_dict=response, customized_response_dict=customized)
-    assert customized == {}
+    assert take_raw_records(response, by_ddbstreams=True) == {}
     assert response["body"] == b'{"__type": "ExpiredIteratorException"}'

@@ -247,3 +247,25 @@ def test_images_over_http_equal_boto3s_own_parse(
     assert type(record.new_image["blob"]) is bytes
     assert record.approximate_creation_time == reference["dynamodb"]["ApproximateCreationDateTime"]
     assert record.sequence_number == reference["dynamodb"]["SequenceNumber"]
+
+
+def test_a_client_shared_with_the_consumer_keeps_botocores_own_get_records(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    from datetime import datetime
+
+    streams = boto3.client("dynamodbstreams", **local_endpoint.client_kwargs())
+    arn = dynamodb.describe_table(TableName=order_table)["Table"]["LatestStreamArn"]
+    dynamodb.put_item(TableName=order_table, Item={**KEY, "blob": {"B": b"\x00\x01"}})
+    collector = RecordCollector()
+    with StreamConsumer(collector, stream_arn=arn, client=streams, settings=FAST):
+        (record,) = collector.wait_for(1)
+    assert record.raw["dynamodb"]["NewImage"]["blob"] == {"B": "AAE="}  # wire form
+    # The same client, called directly after the consumer used it: botocore's own parse.
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    (own,) = streams.get_records(ShardIterator=iterator)["Records"]
+    assert own["dynamodb"]["NewImage"]["blob"] == {"B": b"\x00\x01"}
+    assert isinstance(own["dynamodb"]["ApproximateCreationDateTime"], datetime)

@@ -293,3 +293,69 @@ def test_the_delivered_page_is_let_go_before_the_next_is_fetched() -> None:
         reader.step(NO_STOP)
     assert len(h.seen) == 4
     assert alive_at_fetch == [False, False, False]  # a slow handler holds one page, not two
+
+
+def test_a_body_cut_short_is_read_again_after_the_last_delivered_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real botocore client whose answers are served from its before-send event."""
+    import json
+
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    sequence_numbers = [str(10**20 + n) for n in range(4)]
+    wire = [
+        {"eventName": "INSERT", "dynamodb": {"SequenceNumber": n, "Keys": {}}}
+        for n in sequence_numbers
+    ]
+    first_page = json.dumps({"NextShardIterator": "it-1", "Records": wire}).encode()
+    answers = {
+        "it-0": first_page[: first_page.index(sequence_numbers[2].encode())],  # cut in record 3
+        f"after-{sequence_numbers[1]}": json.dumps(
+            {"Records": wire[2:]}
+        ).encode(),  # then the shard ends
+    }
+    iterator_requests: list[dict[str, Any]] = []
+
+    class Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **_: Any) -> Any:
+            yield self.body
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        call = json.loads(request.body)
+        if "ShardIterator" in call:
+            body = answers[call["ShardIterator"]]
+        else:
+            iterator_requests.append(call)
+            after = call.get("SequenceNumber")
+            body = json.dumps({"ShardIterator": f"after-{after}" if after else "it-0"}).encode()
+        return AWSResponse(request.url, 200, {}, Raw(body))
+
+    client = boto3.client(
+        "dynamodbstreams", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    client.meta.events.register("before-send.dynamodb-streams", answer)
+    seen: list[str] = []
+    reader = ShardReader(
+        shard=ShardInfo("shardId-00000001700000000000-test0001", None, sequence_numbers[0], None),
+        stream_arn="arn:aws:dynamodb:us-east-1:1:table/t/stream/s",
+        api=StreamsAPI(client, attempts=1),
+        handler=lambda record: seen.append(record.sequence_number),
+        store=InMemoryCheckpointStore(),
+        settings=ConsumerSettings(handler_retry_initial=0.5),
+        checkpoint=None,
+        start_position="TRIM_HORIZON",
+        random_fraction=lambda: 1.0,
+    )
+    assert reader.step(NO_STOP) == 0.5  # two records delivered, then the cut: back off
+    assert seen == sequence_numbers[:2]
+    assert "not valid JSON" in caplog.text
+    while not reader.finished:
+        reader.step(NO_STOP)
+    assert seen == sequence_numbers  # none lost, none twice
+    assert iterator_requests[-1]["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER"
+    assert iterator_requests[-1]["SequenceNumber"] == sequence_numbers[1]

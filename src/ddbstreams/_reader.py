@@ -133,10 +133,15 @@ class ShardReader:
             self._iterator = None
             return 0.0
         except MalformedResponseError as exc:
-            self._page, self._held, self._iterator = None, None, None
-            self.failures += 1
+            self._page, self._held, self._iterator = None, None, None  # read again, after
+            self.failures += 1  # self.delivered, with a new iterator
             delay = self._backoff()
-            logger.warning("shard %s: %s; retrying in %.2fs", self.shard_id, exc, delay)
+            logger.warning(
+                "shard %s: %s; reading again after the last delivered record in %.2fs",
+                self.shard_id,
+                exc,
+                delay,
+            )
             return delay
         except TransientError as exc:
             self.failures += 1
