@@ -24,21 +24,21 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
-    session.install("-e", ".[fast]", *group("typecheck"))
+    session.install("-e", ".", *group("typecheck"))
     session.run("mypy")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, integration tests over HTTP against the embedded endpoint."""
-    session.install("-e", ".[local,fast]", *group("test"))
+    session.install("-e", ".[local]", *group("test"))
     session.run("pytest", *session.posargs)
 
 
 @nox.session(python=["3.10", "3.11", "3.12", "3.13"])
 def pythons(session: nox.Session) -> None:
     """The test suite on every supported Python that is installed (not run by bare `nox`)."""
-    session.install(".[local,fast]", *group("test"))
+    session.install(".[local]", *group("test"))
     session.run("pytest", *session.posargs)
 
 
@@ -59,7 +59,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
-    session.install(".[local,fast]", *group("bench"))
+    session.install(".[local]", *group("bench"))
     for name in session.posargs or ["record_path", "latency", "scale", "memory"]:
         session.run("python", f"benchmarks/bench_{name}.py")
     session.run("python", "benchmarks/plot.py")

@@ -16,10 +16,10 @@ DOCS = Path(__file__).parent.parent / "docs"
 LABELS = {  # variant: (label, colour)
     "a_json_loads_floor": ("(a) json.loads alone", "#999999"),
     "a2_floor_with_new_image": ("(a2) json.loads + new image", "#cccccc"),
+    "a3_record_by_record_floor": ("(a3) decoded record by record alone", "#666666"),
     "b_naive_boto3": ("(b) get_records + TypeDeserializer", "#d62728"),
     "c_ddbstreams_new_image": ("(c) ddbstreams, new_image", "#1f77b4"),
     "d_ddbstreams_keys": ("(d) ddbstreams, keys", "#2ca02c"),
-    "e_ddbstreams_fast_new_image": ("(e) ddbstreams[fast], new_image", "#9467bd"),
     "f_ddbstreams_new_image_gc_freeze": ("(f) as c, gc.freeze()", "#17becf"),
 }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Literal
 
 from ._deserialize import deserialize_image
@@ -11,6 +13,7 @@ EventName = Literal["INSERT", "MODIFY", "REMOVE"]
 StreamViewType = Literal["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"]
 
 _UNSET: Any = object()
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
 class Record:
@@ -55,25 +58,25 @@ class Record:
     @property
     def keys(self) -> dict[str, Any]:
         """The item's primary key attributes."""
-        if self._keys is _UNSET:
-            self._keys = deserialize_image(self.raw["dynamodb"].get("Keys", {}))
         keys: dict[str, Any] = self._keys
+        if keys is _UNSET:
+            keys = self._keys = deserialize_image(self.raw["dynamodb"].get("Keys", _NO_ATTRIBUTES))
         return keys
 
     @property
     def new_image(self) -> dict[str, Any] | None:
         """The item after the change; ``None`` for REMOVE or when the view type omits it."""
-        if self._new_image is _UNSET:
-            self._new_image = self._image("NewImage")
         new_image: dict[str, Any] | None = self._new_image
+        if new_image is _UNSET:
+            new_image = self._new_image = self._image("NewImage")
         return new_image
 
     @property
     def old_image(self) -> dict[str, Any] | None:
         """The item before the change; ``None`` for INSERT or when the view type omits it."""
-        if self._old_image is _UNSET:
-            self._old_image = self._image("OldImage")
         old_image: dict[str, Any] | None = self._old_image
+        if old_image is _UNSET:
+            old_image = self._old_image = self._image("OldImage")
         return old_image
 
     def _image(self, wire_name: str) -> dict[str, Any] | None:
