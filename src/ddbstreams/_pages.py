@@ -18,8 +18,15 @@ from typing import Any
 from ._errors import MalformedResponseError
 
 # Decodes one JSON value at a position of a string: json.loads' own C scanner.
-_scan_value = make_scanner(json.JSONDecoder())
-_skip_whitespace = re.compile(r"[ \t\n\r]*").match
+# (typeshed types its argument as a scanner, with a TODO; json passes its decoder, as here.)
+_scan_value = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_whitespace(text: str, pos: int) -> int:
+    """Where the first character at or after ``pos`` that is not JSON whitespace is."""
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos
 
 
 class RecordsPage:
@@ -58,28 +65,28 @@ def _decode_records(body: bytes, fields: dict[str, Any]) -> Iterator[dict[str, A
     scan, skip = _scan_value, _skip_whitespace
     try:
         text = body.decode("utf-8")
-        pos = skip(text, 0).end()
+        pos = skip(text, 0)
         if text[pos] != "{":
             raise ValueError(f"expected '{{' at character {pos}")
-        pos = skip(text, pos + 1).end()
+        pos = skip(text, pos + 1)
         if text[pos] != "}":
             while True:
                 name, pos = scan(text, pos)
-                pos = skip(text, pos).end()
+                pos = skip(text, pos)
                 if not isinstance(name, str) or text[pos] != ":":
                     raise ValueError(f"expected a member name and ':' before character {pos}")
-                pos = skip(text, pos + 1).end()
+                pos = skip(text, pos + 1)
                 if name == "Records" and text[pos] == "[":
                     pos = yield from _records_of_list(text, pos)
                 else:
                     fields[name], pos = scan(text, pos)
-                pos = skip(text, pos).end()
+                pos = skip(text, pos)
                 if text[pos] == "}":
                     break
                 if text[pos] != ",":
                     raise ValueError(f"expected ',' or '}}' at character {pos}")
-                pos = skip(text, pos + 1).end()
-        if skip(text, pos + 1).end() != len(text):
+                pos = skip(text, pos + 1)
+        if skip(text, pos + 1) != len(text):
             raise ValueError(f"extra data after character {pos}")
     except StopIteration as exc:  # how the scanner says it found no value
         raise _malformed(f"expected a value at character {exc.value}") from exc
@@ -92,7 +99,7 @@ def _decode_records(body: bytes, fields: dict[str, Any]) -> Iterator[dict[str, A
 def _records_of_list(text: str, pos: int) -> Generator[dict[str, Any], None, int]:
     """Yield the elements of the JSON list at ``pos`` one by one; return where it ends."""
     scan, skip = _scan_value, _skip_whitespace
-    pos = skip(text, pos + 1).end()
+    pos = skip(text, pos + 1)
     if text[pos] == "]":
         return pos + 1
     try:
@@ -100,7 +107,7 @@ def _records_of_list(text: str, pos: int) -> Generator[dict[str, Any], None, int
             record, pos = scan(text, pos)
             yield record
             if text[pos] != ",":  # whitespace, or the end of the list
-                pos = skip(text, pos).end()
+                pos = skip(text, pos)
                 if text[pos] == "]":
                     return pos + 1
                 if text[pos] != ",":
@@ -109,7 +116,7 @@ def _records_of_list(text: str, pos: int) -> Generator[dict[str, Any], None, int
             if text[pos] == " ":  # json.dumps' ", " (moto's answers): skipped cheaply
                 pos += 1
             if text[pos] != "{":
-                pos = skip(text, pos).end()
+                pos = skip(text, pos)
     except StopIteration as exc:  # a generator may not let StopIteration out (PEP 479)
         raise ValueError(f"expected a value at character {exc.value}") from None
 
