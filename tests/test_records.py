@@ -71,3 +71,10 @@ def test_ttl_delete_is_recognisable() -> None:
     assert record.event_name == "REMOVE"
     assert record.user_identity == {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
     assert record.is_ttl_delete
+
+
+def test_a_record_without_keys_has_empty_keys_each_its_own() -> None:
+    first, second = Record({"dynamodb": {}}, "s"), Record({"dynamodb": {}}, "s")
+    assert first.keys == {}
+    first.keys["added"] = 1  # a handler may change its record's dicts...
+    assert second.keys == {}  # ...without reaching another record's

@@ -133,8 +133,9 @@ class ShardReader:
             self._iterator = None
             return 0.0
         except MalformedResponseError as exc:
-            self._page, self._held, self._iterator = None, None, None  # read again, after
-            self.failures += 1  # self.delivered, with a new iterator
+            # The page is dropped; a new iterator resumes after the last delivered record.
+            self._page, self._held, self._iterator = None, None, None
+            self.failures += 1
             delay = self._backoff()
             logger.warning(
                 "shard %s: %s; reading again after the last delivered record in %.2fs",
