@@ -8,7 +8,7 @@
 (b) naive boto3: client.get_records + TypeDeserializer on Keys, NewImage and OldImage
 (c) ddbstreams StreamConsumer, handler reads record.new_image
 (d) ddbstreams StreamConsumer, handler reads record.keys only
-(f) as (c), with gc.freeze() once the clients exist (the tuning docs/concepts.md suggests)
+(f) as (c), with gc.freeze() once the clients exist: what the garbage collector still costs
 
 All decode with the standard library's json (its C scanner).
 
