@@ -132,19 +132,10 @@ class ShardReader:
             logger.info("shard %s: iterator expired; taking a new one", self.shard_id)
             self._iterator = None
             return 0.0
-        except MalformedResponseError as exc:
-            # The page is dropped; a new iterator resumes after the last delivered record.
-            self._page, self._held, self._iterator = None, None, None
-            self.failures += 1
-            delay = self._backoff()
-            logger.warning(
-                "shard %s: %s; reading again after the last delivered record in %.2fs",
-                self.shard_id,
-                exc,
-                delay,
-            )
-            return delay
         except TransientError as exc:
+            if isinstance(exc, MalformedResponseError):
+                # The page is dropped; a new iterator resumes after the last delivered record.
+                self._page, self._held, self._iterator = None, None, None
             self.failures += 1
             delay = self._backoff()
             logger.warning("shard %s: %s; retrying in %.2fs", self.shard_id, exc, delay)
