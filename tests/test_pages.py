@@ -61,7 +61,6 @@ def test_records_and_next_iterator_equal_json_loads(
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"{}", ([], None)),
         (b'{"Records": []}', ([], None)),
         (b' \n{ "Records" : [ ] , "NextShardIterator" : "n" } \n', ([], "n")),
         (b'{"NextShardIterator":"n","Records":[{"a":1},{"b":2}]}', ([{"a": 1}, {"b": 2}], "n")),
@@ -87,7 +86,7 @@ VALID = json.dumps(
 def test_a_body_cut_short_anywhere_is_an_error_after_the_complete_records(cut: int) -> None:
     page = RecordsPage.from_body(VALID[:cut])
     taken: list[dict[str, Any]] = []
-    with pytest.raises(MalformedResponseError, match="not valid JSON"):
+    with pytest.raises(MalformedResponseError, match="not a valid page"):
         taken.extend(page.records)  # keeps the records taken before the error
     assert taken == json.loads(VALID)["Records"][: len(taken)]
 
@@ -103,11 +102,31 @@ def test_a_body_cut_short_anywhere_is_an_error_after_the_complete_records(cut: i
         (b'{"Records": [], }', "expected a value at character"),
         (b'{"Records": ["\xff"]}', "can't decode byte 0xff"),
         (b'{"Records": [{"a": tru}]}', "expected a value at character"),
+        (b"{}", "no Records list"),
+        (b'{"NextShardIterator": "n"}', "no Records list"),
+        (b'{"Records": {}, "NextShardIterator": "n"}', "no Records list"),
     ],
 )
 def test_malformed_bodies_name_what_is_wrong(body: bytes, reason: str) -> None:
     with pytest.raises(MalformedResponseError, match=reason.replace("[", r"\[")):
         list(RecordsPage.from_body(body).records)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"ResponseMetadata": {"HTTPStatusCode": 200}},
+        {"NextShardIterator": "n"},
+        {"Records": None},
+    ],
+)
+def test_a_decoded_answer_without_records_is_malformed_not_a_shard_end(
+    answer: dict[str, Any],
+) -> None:
+    # botocore parses a cut or HTML 200 body into {}: that must never read as a shard's end.
+    with pytest.raises(MalformedResponseError, match="no Records list"):
+        RecordsPage.from_response(answer)
 
 
 def test_a_decoded_answer_is_served_as_it_is() -> None:

@@ -106,8 +106,8 @@ def test_checkpoint_interval_applies_within_a_page_for_a_slow_handler() -> None:
     assert h.seen == written
     # Seen from inside the handler: the checkpoint after record 2 (6 s) and record 4 (12 s).
     assert checkpoints == [
-        None,
-        None,
+        Checkpoint(None),  # begun, nothing delivered yet
+        Checkpoint(None),
         Checkpoint(written[1]),
         Checkpoint(written[1]),
         Checkpoint(written[3]),
@@ -120,7 +120,7 @@ def test_checkpoint_interval_applies_while_idle() -> None:
     h = Harness(sim, checkpoint_every=100, checkpoint_interval=5.0)
     reader = h.reader()
     reader.step(NO_STOP)
-    assert h.store.load(sim.stream_arn, reader.shard_id) is None
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(None)  # begun
     sim.advance(6)
     reader.step(NO_STOP)
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written)
@@ -137,7 +137,7 @@ def test_handler_error_keeps_the_record_and_backs_off(caplog: pytest.LogCaptureF
     failures = [r for r in caplog.records if "the handler raised" in r.getMessage()]
     assert len(failures) == 3 and failures[0].exc_info is not None  # logged with traceback
     assert h.seen == []
-    assert h.store.load(sim.stream_arn, reader.shard_id) is None
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(None)  # nothing done
     reader.step(NO_STOP)
     assert h.seen == written  # nothing skipped, order kept
 
@@ -177,8 +177,9 @@ def test_trimmed_checkpoint_raises_by_default_naming_shard_and_range() -> None:
     assert caught.value.after_sequence_number == old[0]
     assert old[0] in str(caught.value)
     assert "restart_from_trim_horizon" in str(caught.value)
+    assert "may have been" in str(caught.value)  # the service cannot say for sure
     assert h.seen == []
-    assert kept
+    assert sim.records(reader.shard_id)[-1]["dynamodb"]["SequenceNumber"] == kept
 
 
 def test_trimmed_checkpoint_opt_in_reports_the_gap_and_goes_on() -> None:
@@ -190,7 +191,8 @@ def test_trimmed_checkpoint_opt_in_reports_the_gap_and_goes_on() -> None:
     reader = h.reader(checkpoint=Checkpoint(old[0]))
     reader.step(NO_STOP)
     reader.step(NO_STOP)
-    assert h.gaps == [TrimmedDataGap(sim.stream_arn, reader.shard_id, old[0])]
+    assert [(g.shard_id, g.after_sequence_number) for g in h.gaps] == [(reader.shard_id, old[0])]
+    assert "may have been trimmed" in h.gaps[0].reason
     assert h.seen == kept
 
 
@@ -353,7 +355,7 @@ def test_a_body_cut_short_is_read_again_after_the_last_delivered_record(
     )
     assert reader.step(NO_STOP) == 0.5  # two records delivered, then the cut: back off
     assert seen == sequence_numbers[:2]
-    assert "not valid JSON" in caplog.text
+    assert "not a valid page" in caplog.text
     while not reader.finished:
         reader.step(NO_STOP)
     assert seen == sequence_numbers  # none lost, none twice

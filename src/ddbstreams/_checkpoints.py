@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,10 +20,15 @@ class Checkpoint:
 
     ``sequence_number`` is the last record the handler finished (``None`` if none yet);
     ``finished`` means the shard was read to its end, so its children may start.
+    ``latest_at`` pins a start at LATEST until the first record is checkpointed: the UNIX
+    time at which reading began, so that an expired iterator or a restart resumes from
+    there rather than from a new LATEST. A checkpoint with no sequence number marks a shard
+    whose reading has begun.
     """
 
     sequence_number: str | None
     finished: bool = False
+    latest_at: float | None = None
 
     def covers(self, other: Checkpoint) -> bool:
         """True if this checkpoint is at or past ``other`` (so ``other`` would move it back)."""
@@ -41,8 +48,13 @@ class CheckpointStore(Protocol):
     """Where a consumer remembers, per stream and shard, how far it has read.
 
     Implementations must be safe to call from several threads, must never move a shard's
-    checkpoint backwards (a ``save`` that would is ignored), and must keep ``finished``
-    once set. Sequence numbers are compared as integers.
+    checkpoint backwards (a ``save`` that would is ignored: use :meth:`Checkpoint.covers`),
+    and must keep ``finished`` once set. Sequence numbers are compared as integers. A store
+    that cannot be reached raises :class:`CheckpointStoreError`; the consumer retries.
+
+    A store may also offer ``delete(stream_arn, shard_ids)``: the consumer then removes
+    the checkpoints of finished shards that the stream no longer lists and whose children
+    have begun, so that the store does not grow with the stream's age.
     """
 
     def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
@@ -83,6 +95,12 @@ class InMemoryCheckpointStore:
             if current is None or not current.covers(checkpoint):
                 self._checkpoints[(stream_arn, shard_id)] = checkpoint
 
+    def delete(self, stream_arn: str, shard_ids: Iterable[str]) -> None:
+        """Forget the checkpoints of these shards."""
+        with self._lock:
+            for shard_id in shard_ids:
+                self._checkpoints.pop((stream_arn, shard_id), None)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ddbstreams_checkpoints (
@@ -91,15 +109,18 @@ CREATE TABLE IF NOT EXISTS ddbstreams_checkpoints (
     sequence_number TEXT,
     finished        INTEGER NOT NULL DEFAULT 0,
     updated_at      REAL    NOT NULL,
+    latest_at       REAL,
     PRIMARY KEY (stream_arn, shard_id)
 )
 """
 
 
-_SELECT_ONE = (
-    "SELECT sequence_number, finished FROM ddbstreams_checkpoints "
-    "WHERE stream_arn = ? AND shard_id = ?"
-)
+_COLUMNS = "sequence_number, finished, latest_at"
+_SELECT_ONE = f"SELECT {_COLUMNS} FROM ddbstreams_checkpoints WHERE stream_arn = ? AND shard_id = ?"
+
+
+def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
+    return Checkpoint(row[0], bool(row[1]), row[2])
 
 
 class SQLiteCheckpointStore:
@@ -121,8 +142,13 @@ class SQLiteCheckpointStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
+            columns = {
+                row[1] for row in self._db.execute("PRAGMA table_info(ddbstreams_checkpoints)")
+            }
+            if "latest_at" not in columns:  # a database written by an earlier ddbstreams
+                self._db.execute("ALTER TABLE ddbstreams_checkpoints ADD COLUMN latest_at REAL")
             self._db.execute(
-                "SELECT stream_arn, shard_id, sequence_number, finished, updated_at "
+                f"SELECT stream_arn, shard_id, {_COLUMNS}, updated_at "
                 "FROM ddbstreams_checkpoints LIMIT 1"
             ).fetchall()
         except sqlite3.Error as exc:
@@ -134,39 +160,54 @@ class SQLiteCheckpointStore:
 
     def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
         rows = self._query(_SELECT_ONE, (stream_arn, shard_id))
-        return Checkpoint(rows[0][0], bool(rows[0][1])) if rows else None
+        return _checkpoint(rows[0]) if rows else None
 
     def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
         rows = self._query(
-            "SELECT shard_id, sequence_number, finished FROM ddbstreams_checkpoints "
-            "WHERE stream_arn = ?",
+            f"SELECT shard_id, {_COLUMNS} FROM ddbstreams_checkpoints WHERE stream_arn = ?",
             (stream_arn,),
         )
-        return {shard: Checkpoint(seq, bool(finished)) for shard, seq, finished in rows}
+        return {row[0]: _checkpoint(row[1:]) for row in rows}
 
     def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        with self._transaction("write"):
+            row = self._db.execute(_SELECT_ONE, (stream_arn, shard_id)).fetchone()
+            if row is None or not _checkpoint(row).covers(checkpoint):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO ddbstreams_checkpoints (stream_arn, shard_id, "
+                    "sequence_number, finished, updated_at, latest_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        stream_arn,
+                        shard_id,
+                        checkpoint.sequence_number,
+                        int(checkpoint.finished),
+                        time.time(),
+                        checkpoint.latest_at,
+                    ),
+                )
+
+    def delete(self, stream_arn: str, shard_ids: Iterable[str]) -> None:
+        """Forget the checkpoints of these shards (one transaction)."""
+        with self._transaction("delete"):
+            self._db.executemany(
+                "DELETE FROM ddbstreams_checkpoints WHERE stream_arn = ? AND shard_id = ?",
+                [(stream_arn, shard_id) for shard_id in shard_ids],
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[None]:
+        """One write transaction, taken with BEGIN IMMEDIATE so other processes wait."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    row = self._db.execute(_SELECT_ONE, (stream_arn, shard_id)).fetchone()
-                    if row is None or not Checkpoint(row[0], bool(row[1])).covers(checkpoint):
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO ddbstreams_checkpoints VALUES (?, ?, ?, ?, ?)",
-                            (
-                                stream_arn,
-                                shard_id,
-                                checkpoint.sequence_number,
-                                int(checkpoint.finished),
-                                time.time(),
-                            ),
-                        )
+                    yield
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise self._error("write", exc) from exc
+                raise self._error(action, exc) from exc
 
     def close(self) -> None:
         """Close the database connection."""
@@ -183,5 +224,6 @@ class SQLiteCheckpointStore:
     def _error(self, action: str, exc: sqlite3.Error) -> CheckpointStoreError:
         return CheckpointStoreError(
             f"could not {action} checkpoints in {self.path!r}: {exc}. Check that the file "
-            "is writable and not damaged; the consumer stops rather than lose its position."
+            "is writable and not damaged (a consumer retries, and pauses reading while its "
+            "position cannot be saved)."
         )

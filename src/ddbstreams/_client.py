@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -189,6 +188,12 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
                 f"table {resource!r} was not found. Check the table name, region_name and "
                 "endpoint_url."
             )
+        if operation in ("GetShardIterator", "GetRecords"):
+            return StreamNotFoundError(
+                f"{resource} was not found ({operation}: {message[:200]}): the stream was "
+                "deleted, or the shard was removed (a closed shard is removed 24 hours after "
+                "it closes, with its records)."
+            )
         return StreamNotFoundError(
             f"stream {resource!r} was not found ({operation}: {message[:200]}). Check the "
             "ARN, or use table_name= to follow the table's current stream."
@@ -196,6 +201,10 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
     if code in _SERVER_CODES or status >= 500 or code.isdigit():
         return ServerError(detail)
     return ServiceError(detail, code=code)
+
+
+class Interrupted(Exception):
+    """A retry wait was cut short because the consumer is stopping."""
 
 
 def _should_retry(exc: BaseException) -> bool:
@@ -221,13 +230,22 @@ class StreamsAPI:
         dynamodb_client: Any = None,
         *,
         attempts: int = 4,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         install_raw_records_hook(streams_client)
         self._streams = streams_client
         self._dynamodb = dynamodb_client
         self._attempts = attempts
-        self._sleep = sleep
+        self._interrupted = threading.Event()
+        self._sleep = sleep if sleep is not None else self._wait
+
+    def interrupt(self) -> None:
+        """Cut every retry wait short, now and later: calls raise :class:`Interrupted`."""
+        self._interrupted.set()
+
+    def _wait(self, seconds: float) -> None:
+        if self._interrupted.wait(seconds):
+            raise Interrupted()
 
     def _call(self, method: Callable[..., Any], operation: str, resource: str, **kw: Any) -> Any:
         # The common case, success at the first try, builds no retry machinery.
@@ -246,7 +264,7 @@ class StreamsAPI:
             return self._call_once(method, operation, resource, kw)
 
         def log_retry(state: Any) -> None:
-            logger.warning(
+            logger.debug(
                 "%s failed (attempt %d of %d), retrying: %s",
                 operation,
                 state.attempt_number,
@@ -272,8 +290,11 @@ class StreamsAPI:
         except (ClientError, BotoCoreError) as exc:
             raise map_error(exc, operation, resource) from exc
 
-    def resolve_stream_arn(self, table_name: str) -> str:
-        """The table's current stream ARN, or a clear error if it has none."""
+    def resolve_stream_arn(self, table_name: str, *, enabled_only: bool = False) -> str | None:
+        """The table's current stream ARN, or a clear error if it has none.
+
+        With ``enabled_only``, None when the table's current stream is disabled.
+        """
         if not hasattr(self._dynamodb, "describe_table"):
             raise ConfigurationError(
                 "table_name= needs a client with describe_table (a boto3 'dynamodb' client or "
@@ -283,6 +304,9 @@ class StreamsAPI:
             self._dynamodb.describe_table, "DescribeTable", table_name, TableName=table_name
         )["Table"]
         stream_arn = table.get("LatestStreamArn")
+        enabled = table.get("StreamSpecification", {}).get("StreamEnabled", bool(stream_arn))
+        if enabled_only:
+            return str(stream_arn) if stream_arn and enabled else None
         if not stream_arn:
             raise StreamNotEnabledError(
                 f"table {table_name!r} has no stream. Enable one, for example:\n"
@@ -320,7 +344,10 @@ class StreamsAPI:
         if sequence_number is not None:
             kwargs["SequenceNumber"] = sequence_number
         response = self._call(
-            self._streams.get_shard_iterator, "GetShardIterator", shard_id, **kwargs
+            self._streams.get_shard_iterator,
+            "GetShardIterator",
+            f"shard {shard_id} of stream {stream_arn}",
+            **kwargs,
         )
         return str(response["ShardIterator"])
 
@@ -330,7 +357,7 @@ class StreamsAPI:
             response = self._call(
                 self._streams.get_records,
                 "GetRecords",
-                shard_id,
+                f"shard {shard_id}",
                 ShardIterator=iterator,
                 Limit=limit,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
 import signal
@@ -12,13 +13,17 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ._checkpoints import CheckpointStore, InMemoryCheckpointStore
-from ._client import StreamsAPI, build_boto3_clients
+from ._client import Interrupted, StreamsAPI, build_boto3_clients
 from ._coordinator import THREAD_NAME_PREFIX, ShardCoordinator, ShardStatus
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, EndpointUnreachableError, StreamDisabledError
+from ._health import Health
 from ._reader import Handler, TrimmedDataGap
 from ._settings import ConsumerSettings, StartPosition
 
 logger = logging.getLogger("ddbstreams")
+
+# How long interpreter exit waits for handler calls in progress before giving up.
+EXIT_GRACE_SECONDS = 30.0
 
 
 class StreamConsumer:
@@ -119,6 +124,7 @@ class StreamConsumer:
         self._coordinator: ShardCoordinator | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._finished = False
         self._lock = threading.RLock()  # re-entrant: the signal handler takes it too
 
     @property
@@ -158,28 +164,25 @@ class StreamConsumer:
             self._thread = threading.Thread(
                 target=self._run_in_background, name=f"{THREAD_NAME_PREFIX}-consumer", daemon=True
             )
+            # The thread is a daemon, so that a handler stuck forever cannot hold the
+            # interpreter; at exit, it is stopped here and its final checkpoints written.
+            atexit.register(self._stop_at_exit)
             self._thread.start()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop a consumer started with :meth:`start` and wait up to ``timeout`` seconds.
 
         Returns True once it has stopped (checkpoints written), False if it is still
-        finishing a handler call when the timeout passes. Called from inside the handler,
-        it asks for the stop and returns False at once: the stop completes after the
-        handler returns. If the background run failed, its error is raised here.
+        finishing a handler call when the timeout passes. It never waits for the network:
+        a call in flight is abandoned. Called from inside the handler, it asks for the stop
+        and returns False at once: the stop completes after the handler returns. If the
+        background run failed, its error is raised here.
         """
         self._request_stop()
-        if threading.current_thread().name.startswith(THREAD_NAME_PREFIX):
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.owns_thread(threading.current_thread()):
             return False  # called from a handler: waiting here would wait for itself
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                return False
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        return True
+        return self.wait(timeout)
 
     @property
     def running(self) -> bool:
@@ -187,16 +190,42 @@ class StreamConsumer:
         return self._thread is not None and self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a background run to end by itself (stream disabled, or an error)."""
+        """Wait up to ``timeout`` seconds for a background run to end.
+
+        Returns True once it has ended, False if it is still running. If it ended on an
+        error (the stream disabled and drained, a trimmed checkpoint, bad credentials...),
+        that error is raised here, once.
+        """
         if self._thread is not None:
             self._thread.join(timeout)
-            return not self._thread.is_alive()
+            if self._thread.is_alive():
+                return False
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         return True
 
     def shards(self) -> list[ShardStatus]:
         """What each known shard is doing (empty before the stream was first described)."""
         coordinator = self._coordinator
         return coordinator.shards() if coordinator is not None else []
+
+    def health(self) -> Health:
+        """Whether the consumer is making progress: for a supervisor or liveness probe.
+
+        ``failing`` once it has stopped (an error, or :meth:`stop`) or when a shard or the
+        discovery of shards has failed ``settings.failures_before_unhealthy`` times in a
+        row; ``degraded`` while something retries; else ``healthy``. See :class:`Health`.
+        """
+        coordinator = self._coordinator
+        error = self._error
+        if error is not None:
+            return Health("failing", (f"stopped on an error: {error}",))
+        if self._finished or self._stop_requested.is_set():
+            return Health("failing", ("stopped",))
+        if coordinator is None:
+            return Health("failing", ("not started",))
+        return coordinator.health()
 
     def __enter__(self) -> StreamConsumer:
         self.start()
@@ -211,9 +240,21 @@ class StreamConsumer:
         self.stop()
 
     def _run(self) -> None:
+        try:
+            self._consume()
+        except StreamDisabledError as exc:
+            if self.table_name is None:
+                raise
+            raise self._disabled_advice(exc) from exc
+        finally:
+            self._finished = True
+
+    def _consume(self) -> None:
         if self._stream_arn is None:
             assert self.table_name is not None
-            self._stream_arn = self._api.resolve_stream_arn(self.table_name)
+            self._stream_arn = self._resolve_patiently(self.table_name)
+            if self._stream_arn is None:
+                return
         coordinator = ShardCoordinator(
             stream_arn=self._stream_arn,
             client=self._api,
@@ -229,16 +270,75 @@ class StreamConsumer:
         logger.info("consuming %s", self._stream_arn)
         coordinator.run()
 
+    def _resolve_patiently(self, table_name: str) -> str | None:
+        """The table's stream ARN; an unreachable endpoint is retried for
+        ``settings.startup_timeout`` seconds (it may still be starting). None if stopped."""
+        wait, waited = 0.1, 0.0
+        while True:
+            try:
+                return self._api.resolve_stream_arn(table_name)
+            except EndpointUnreachableError:
+                if waited >= self.settings.startup_timeout:
+                    raise
+                if waited == 0:
+                    logger.warning(
+                        "the endpoint cannot be reached; trying again for up to %gs",
+                        self.settings.startup_timeout,
+                    )
+            except Interrupted:
+                return None
+            if self._stop_requested.wait(wait):
+                return None
+            waited += wait
+            wait = min(wait * 2, 1.0)
+
+    def _disabled_advice(self, exc: StreamDisabledError) -> StreamDisabledError:
+        """Say what to do about a drained, disabled stream, given the table's state now."""
+        assert self.table_name is not None
+        try:
+            current = self._api.resolve_stream_arn(self.table_name, enabled_only=True)
+        except Exception:  # the advice is a courtesy; the error stands without it
+            current = None
+        if current is not None and current != self._stream_arn:
+            advice = (
+                f"The table {self.table_name!r} has a new stream ({current}): start the "
+                "consumer again; with table_name= it reads the new stream from its start."
+            )
+        else:
+            advice = (
+                f"The table {self.table_name!r} has no enabled stream now. Enable one, for "
+                f"example: aws dynamodb update-table --table-name {self.table_name} "
+                "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+                ", then start the consumer again."
+            )
+        return StreamDisabledError(f"{exc} {advice}")
+
     def _run_in_background(self) -> None:
         try:
             self._run()
         except BaseException as exc:
-            logger.error("the consumer stopped on an error: %s", exc)
+            logger.error("the consumer stopped on an error: %s", exc, exc_info=exc)
             self._error = exc
+        finally:
+            atexit.unregister(self._stop_at_exit)
+
+    def _stop_at_exit(self) -> None:
+        """At interpreter exit: stop, letting handler calls finish and checkpoints be written."""
+        self._request_stop()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(EXIT_GRACE_SECONDS)
+            if thread.is_alive():
+                logger.error(
+                    "exiting while a handler call is still in progress after %ss: the final "
+                    "checkpoint was not written (its records will be delivered again)",
+                    EXIT_GRACE_SECONDS,
+                )
 
     def _request_stop(self) -> None:
         with self._lock:
             self._stop_requested.set()
+            self._api.interrupt()
             if self._coordinator is not None:
                 self._coordinator.stop()
 

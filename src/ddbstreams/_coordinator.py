@@ -8,15 +8,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._checkpoints import CheckpointStore
-from ._client import StreamsAPI
-from ._errors import EndpointUnreachableError, StreamDisabledError, TransientError
+from ._checkpoints import Checkpoint, CheckpointStore
+from ._client import Interrupted, StreamDescription, StreamsAPI
+from ._errors import (
+    CheckpointStoreError,
+    EndpointUnreachableError,
+    StreamDisabledError,
+    TransientError,
+    TrimmedDataError,
+)
+from ._health import Health, assess
 from ._lineage import ShardInfo, ShardLineage
-from ._reader import Handler, ShardReader, TrimmedDataGap
+from ._pool import WorkerPool
+from ._reader import Handler, ShardReader, StartFrom, TrimmedDataGap
 from ._settings import ConsumerSettings
 
 logger = logging.getLogger("ddbstreams")
@@ -25,7 +32,9 @@ ShardState = Literal["waiting", "reading", "finished", "skipped"]
 
 # DescribeStream is throttled at about 10 calls/s and a large stream takes several pages.
 MIN_SECONDS_BETWEEN_DISCOVERIES = 1.0
+DISCOVERY_RETRY_MAX = 5.0
 THREAD_NAME_PREFIX = "ddbstreams"
+IDLE_WAKE = 60.0  # the scheduler's longest sleep; every event wakes it sooner
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,9 @@ class ShardStatus:
 
     ``state`` is ``waiting`` (its parent is not finished yet), ``reading``, ``finished``
     (read to its end and checkpointed) or ``skipped`` (closed before a LATEST start).
+    ``failures`` counts consecutive failures of kind ``failure_kind`` (``handler``,
+    ``throttled``, ``server``, ``malformed``, ``unreachable`` or ``store``); ``last_error``
+    describes the latest one. Both reset once the shard goes on.
     """
 
     shard_id: str
@@ -42,6 +54,15 @@ class ShardStatus:
     last_sequence_number: str | None
     records_delivered: int
     failures: int
+    failure_kind: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class _Discovered:
+    description: StreamDescription
+    checkpoints: dict[str, Checkpoint]
+    first: bool
 
 
 class ShardCoordinator:
@@ -49,16 +70,22 @@ class ShardCoordinator:
 
     - ``DescribeStream`` is followed through every page, at start, every
       ``discovery_interval`` seconds, and soon after a shard whose children are not yet
-      known is read to its end.
+      known is read to its end. Discovery runs on its own thread: a slow answer never
+      holds up reading.
     - A child shard is read only once its parent was read to its end and checkpointed as
-      finished; children start at TRIM_HORIZON.
+      finished; children start at their first record. A parent that is no longer listed
+      (its records passed the 24 h retention) with a stored checkpoint short of its end is
+      a possible gap, handled by ``settings.trimmed_data``.
     - All ready shards are polled concurrently on a pool of ``max_workers`` threads, with at
       most one step of a shard in flight, so one shard's records reach the handler one at a
       time and in order. The handler may be called from several threads at once (one per
       shard being read).
     - ``run()`` blocks until ``stop()`` is called (from another thread or a signal
       handler), the stream is disabled and drained (:class:`StreamDisabledError`), or an
-      error that retrying cannot fix. On the way out every shard's progress is checkpointed.
+      error that retrying cannot fix. On the way out it waits for handler calls in
+      progress, never for the network, and tries every shard's final checkpoint.
+    - Finished shards that the stream no longer lists and whose children have begun are
+      forgotten, in memory and (if the store has ``delete``) in the store.
 
     ``client`` is a boto3 ``dynamodbstreams`` client or a
     :class:`ddbstreams.testing.StreamSimulator`.
@@ -93,15 +120,26 @@ class ShardCoordinator:
         self._tiebreak = 0
         self._stream_status = "ENABLED"
         self._discovered_once = False
+        self._discovery_failures = 0
         self._last_discovery = -MIN_SECONDS_BETWEEN_DISCOVERIES
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
+        self._pool = WorkerPool(self.settings.max_workers, THREAD_NAME_PREFIX)
+        self._discovery_pool = WorkerPool(1, f"{THREAD_NAME_PREFIX}-discovery")
+        self._finished_steps: list[tuple[str, Any, BaseException | None]] = []
+        self._discovery_result: tuple[_Discovered | None, BaseException | None] | None = None
+        self._discovering = False
 
     def stop(self) -> None:
         """Ask ``run()`` to return: in-flight handler calls finish, checkpoints are written."""
         self._stop.set()
+        self._api.interrupt()
         self._wake.set()
+
+    def owns_thread(self, thread: threading.Thread) -> bool:
+        """True if ``thread`` is one of the coordinator's (a handler runs on it)."""
+        return self._pool.owns(thread) or self._discovery_pool.owns(thread)
 
     def shards(self) -> list[ShardStatus]:
         """Every known shard, parents before children."""
@@ -109,91 +147,208 @@ class ShardCoordinator:
             ordered = self._lineage.in_lineage_order(self._lineage.shards.values())
             return [self._status(shard) for shard in ordered if shard.shard_id in self._readers]
 
+    def health(self) -> Health:
+        """Healthy, degraded or failing, with the reasons (see :class:`Health`)."""
+        return assess(
+            self.shards(), self.settings.failures_before_unhealthy, self._discovery_failures
+        )
+
     def run(self) -> None:
         """Read the stream until stopped; see the class docstring."""
-        done: list[tuple[str, Future[float]]] = []
-        done_lock = threading.Lock()
-
-        def on_done(shard_id: str, future: Future[float]) -> None:
-            with done_lock:
-                done.append((shard_id, future))
-            self._wake.set()
-
-        pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix=THREAD_NAME_PREFIX)
-        failed = True
+        failure: BaseException | None = None
         try:
-            self._first_discovery()
+            if not self._first_discovery():
+                return
             next_discovery = self._clock() + self.settings.discovery_interval
             while not self._stop.is_set():
                 self._wake.clear()
-                with done_lock:
-                    finished_steps, done[:] = list(done), []
                 now = self._clock()
-                for shard_id, future in finished_steps:
-                    self._in_flight.discard(shard_id)
-                    delay = future.result()  # re-raises what retrying cannot fix
-                    reader = self._readers[shard_id]
-                    if reader.finished:
-                        if not self._schedule_children(shard_id, now):
-                            # Its children (or the stream's new status) are not known yet.
-                            soonest = self._last_discovery + MIN_SECONDS_BETWEEN_DISCOVERIES
-                            next_discovery = min(next_discovery, max(now, soonest))
-                    else:
-                        self._push(now + delay, shard_id)
-                if now >= next_discovery:
-                    next_discovery = now + self._discover_safely()
+                if self._collect_steps(now):
+                    soonest = self._last_discovery + MIN_SECONDS_BETWEEN_DISCOVERIES
+                    next_discovery = min(next_discovery, max(now, soonest))
+                discovered = self._take_discovery()
+                if discovered is not None:
+                    next_discovery = now + discovered
+                if now >= next_discovery and not self._discovering:
+                    self._start_discovery()
                 self._raise_if_drained()
-                while self._schedule and self._schedule[0][0] <= now:
-                    _, _, shard_id = heapq.heappop(self._schedule)
-                    if shard_id in self._in_flight or self._readers[shard_id].finished:
-                        continue
-                    self._in_flight.add(shard_id)
-                    future = pool.submit(self._readers[shard_id].step, self._stop)
-                    future.add_done_callback(functools.partial(on_done, shard_id))
-                wake_at = min(next_discovery, self._schedule[0][0] if self._schedule else 1e300)
-                self._wake.wait(max(0.0, wake_at - self._clock()))
-            failed = False
+                self._start_due_steps(now)
+                wake_at = self._schedule[0][0] if self._schedule else now + IDLE_WAKE
+                if not self._discovering:
+                    wake_at = min(wake_at, next_discovery)
+                self._wake.wait(min(max(0.0, wake_at - self._clock()), IDLE_WAKE))
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
-            self._stop.set()
-            pool.shutdown(wait=True)
-            self._checkpoint_all(failed)
+            self.stop()
+            self._pool.shutdown()
+            self._discovery_pool.shutdown()
+            self._checkpoint_all(failure)
 
-    def _first_discovery(self) -> None:
-        """Discover, riding out throttling and server errors; an unreachable endpoint at
-        startup is a configuration problem and is raised."""
+    # ------------------------------------------------------------------ the scheduler
+
+    def _collect_steps(self, now: float) -> bool:
+        """Handle finished steps; True if a shard ended whose children are not known yet."""
+        with self._lock:
+            finished, self._finished_steps = self._finished_steps, []
+        discover_soon = False
+        for shard_id, delay, error in finished:
+            self._in_flight.discard(shard_id)
+            if error is not None and not isinstance(error, Interrupted):
+                raise error  # what retrying cannot fix
+            reader = self._readers.get(shard_id)
+            if reader is None:
+                continue
+            if reader.finished:
+                discover_soon |= not self._schedule_children(shard_id, now)
+            elif error is None:
+                self._push(now + delay, shard_id)
+        return discover_soon
+
+    def _start_due_steps(self, now: float) -> None:
+        while self._schedule and self._schedule[0][0] <= now:
+            _, _, shard_id = heapq.heappop(self._schedule)
+            reader = self._readers.get(shard_id)
+            if reader is None or shard_id in self._in_flight or reader.finished:
+                continue
+            self._in_flight.add(shard_id)
+            self._pool.submit(
+                functools.partial(reader.step, self._stop),
+                functools.partial(self._step_done, shard_id),
+            )
+
+    def _step_done(self, shard_id: str, delay: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self._finished_steps.append((shard_id, delay, error))
+        self._wake.set()
+
+    def _push(self, due: float, shard_id: str) -> None:
+        self._tiebreak += 1
+        heapq.heappush(self._schedule, (due, self._tiebreak, shard_id))
+
+    def _schedule_children(self, shard_id: str, now: float) -> bool:
+        """Schedule the children of a finished shard; False if none are known yet."""
+        children = self._lineage.children(shard_id)
+        for child in children:
+            if self._is_ready(child):
+                self._push(now, child)
+        return bool(children)
+
+    def _is_ready(self, shard_id: str) -> bool:
+        return self._lineage.is_ready(shard_id, self._is_finished)
+
+    def _is_finished(self, shard_id: str) -> bool:
+        reader = self._readers.get(shard_id)
+        return reader is not None and reader.finished
+
+    def _raise_if_drained(self) -> None:
+        if self._stream_status != "DISABLED" or self._in_flight:
+            return
+        if all(reader.finished for reader in self._readers.values()):
+            raise StreamDisabledError(
+                f"stream {self.stream_arn} was disabled and every record it held has been "
+                "delivered. Re-enabling a table's stream creates a new stream with a new ARN, "
+                "read from its start by a new consumer."
+            )
+
+    # ------------------------------------------------------------------ discovery
+
+    def _first_discovery(self) -> bool:
+        """Discover on this thread, riding out throttling and server errors, and an
+        unreachable endpoint for ``startup_timeout`` seconds; False if stopped first."""
         delay = 0.1
-        while True:
+        deadline = self._clock() + self.settings.startup_timeout
+        told = False
+        while not self._stop.is_set():
             try:
-                self._discover()
-                return
-            except EndpointUnreachableError:
-                raise
+                self._apply(self._discover(first=True))
+                return True
+            except Interrupted:
+                return False
             except TransientError as exc:
-                logger.warning("DescribeStream failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, EndpointUnreachableError) and self._clock() >= deadline:
+                    raise
+                if not told:
+                    logger.warning("DescribeStream failed; retrying: %s", exc)
+                    told = True
                 if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, 5.0)
+                    return False
+                delay = min(delay * 2, DISCOVERY_RETRY_MAX)
+        return False
 
-    def _discover_safely(self) -> float:
-        """Discover; on a transient failure log it and try again sooner."""
-        try:
-            self._discover()
-        except TransientError as exc:
-            logger.warning("DescribeStream failed, will retry: %s", exc)
-            return min(self.settings.discovery_interval, 5.0)
+    def _start_discovery(self) -> None:
+        self._discovering = True
+
+        def done(result: Any, error: BaseException | None) -> None:
+            with self._lock:
+                self._discovery_result = (result, error)
+            self._wake.set()
+
+        self._discovery_pool.submit(lambda: self._discover(first=False), done)
+
+    def _take_discovery(self) -> float | None:
+        """Apply a finished background discovery; the seconds until the next, or None."""
+        with self._lock:
+            outcome, self._discovery_result = self._discovery_result, None
+        if outcome is None:
+            return None
+        self._discovering = False
+        result, error = outcome
+        if isinstance(error, (TransientError, CheckpointStoreError)):
+            self._discovery_failures += 1
+            logger.warning(
+                "discovering shards failed (%d in a row), will retry: %s",
+                self._discovery_failures,
+                error,
+            )
+            return min(self.settings.discovery_interval, DISCOVERY_RETRY_MAX)
+        if error is not None:
+            if isinstance(error, Interrupted):
+                return None
+            raise error
+        self._discovery_failures = 0
+        assert isinstance(result, _Discovered)
+        self._apply(result)
         return self.settings.discovery_interval
 
-    def _discover(self) -> None:
+    def _discover(self, *, first: bool) -> _Discovered:
+        """DescribeStream, and the stored checkpoints of shards not seen before (and of
+        their parents that are no longer listed). Runs on the discovery thread."""
         self._last_discovery = self._clock()
         description = self._api.describe_stream(self.stream_arn)
-        first = not self._discovered_once
-        checkpoints = self._store.load_all(self.stream_arn)
+        if first:
+            return _Discovered(description, self._store.load_all(self.stream_arn), True)
+        with self._lock:
+            known = set(self._readers)
+        listed = {shard.shard_id for shard in description.shards}
+        wanted = set()
+        for shard in description.shards:
+            if shard.shard_id not in known:
+                wanted.add(shard.shard_id)
+                parent = shard.parent_shard_id
+                if parent is not None and parent not in listed and parent not in known:
+                    wanted.add(parent)
+        checkpoints = {}
+        for shard_id in sorted(wanted):
+            checkpoint = self._store.load(self.stream_arn, shard_id)
+            if checkpoint is not None:
+                checkpoints[shard_id] = checkpoint
+        return _Discovered(description, checkpoints, False)
+
+    def _apply(self, discovered: _Discovered) -> None:
+        """Merge a discovery: new readers, vanished parents settled, old shards pruned."""
+        description, checkpoints = discovered.description, discovered.checkpoints
+        first_contact = discovered.first and not checkpoints
         now = self._clock()
         with self._lock:
             self._stream_status = description.status
             new_shards = self._lineage.merge(description.shards)
-            for shard in new_shards:
-                self._readers[shard.shard_id] = self._new_reader(shard, checkpoints, first)
+        for shard in new_shards:
+            self._settle_vanished_parent(shard, checkpoints)
+            reader = self._new_reader(shard, checkpoints.get(shard.shard_id), first_contact)
+            with self._lock:
+                self._readers[shard.shard_id] = reader
         self._discovered_once = True
         if new_shards:
             logger.info(
@@ -205,18 +360,18 @@ class ShardCoordinator:
         for shard in new_shards:
             if self._is_ready(shard.shard_id):
                 self._push(now, shard.shard_id)
+        self._prune({shard.shard_id for shard in description.shards})
 
     def _new_reader(
-        self, shard: ShardInfo, checkpoints: dict[str, Any], first_discovery: bool
+        self, shard: ShardInfo, checkpoint: Checkpoint | None, first_contact: bool
     ) -> ShardReader:
-        checkpoint = checkpoints.get(shard.shard_id)
         parent = self._readers.get(shard.parent_shard_id or "")
-        latest = (
-            checkpoint is None
-            and first_discovery
-            and self.settings.start_position == "LATEST"
-            and (parent is None or parent.skipped)
-        )
+        start: StartFrom = "SHARD_START"
+        if checkpoint is None and first_contact:
+            if parent is None:
+                start = self.settings.start_position
+            elif parent.skipped:
+                start = "LATEST"
         reader = ShardReader(
             shard=shard,
             stream_arn=self.stream_arn,
@@ -225,51 +380,96 @@ class ShardCoordinator:
             store=self._store,
             settings=self.settings,
             checkpoint=checkpoint,
-            start_position="LATEST" if latest else "TRIM_HORIZON",
+            start_position=start,
             on_data_loss=self._on_data_loss,
             clock=self._clock,
         )
-        if latest and shard.closed:
+        if start == "LATEST" and shard.closed:
             reader.skip()
         return reader
 
-    def _is_ready(self, shard_id: str) -> bool:
-        return self._lineage.is_ready(shard_id, self._is_finished)
-
-    def _is_finished(self, shard_id: str) -> bool:
-        reader = self._readers.get(shard_id)
-        return reader is not None and reader.finished
-
-    def _schedule_children(self, shard_id: str, now: float) -> bool:
-        """Schedule the children of a finished shard; False if none are known yet."""
-        children = self._lineage.children(shard_id)
-        for child in children:
-            if self._is_ready(child):
-                self._push(now, child)
-        return bool(children)
-
-    def _push(self, due: float, shard_id: str) -> None:
-        self._tiebreak += 1
-        heapq.heappush(self._schedule, (due, self._tiebreak, shard_id))
-
-    def _raise_if_drained(self) -> None:
-        if self._stream_status != "DISABLED" or self._in_flight:
+    def _settle_vanished_parent(self, shard: ShardInfo, checkpoints: dict[str, Checkpoint]) -> None:
+        """A new shard whose parent is no longer listed: was the parent left unfinished?"""
+        parent_id = shard.parent_shard_id
+        if parent_id is None or parent_id in self._lineage.shards or parent_id in self._readers:
             return
-        if all(reader.finished for reader in self._readers.values()):
-            raise StreamDisabledError(
-                f"stream {self.stream_arn} was disabled and every record it held has been "
-                "delivered. Re-enabling a stream creates a new one with a new ARN: start the "
-                "consumer again (with table_name=, it follows the table's LatestStreamArn)."
+        stored = checkpoints.get(parent_id)
+        if stored is None or stored.finished:
+            return
+        after = stored.sequence_number
+        reason = (
+            f"shard {parent_id}, the parent of {shard.shard_id}, is no longer listed (its "
+            "records passed the 24-hour retention) and was read only "
+            + (f"up to sequence number {after}" if after else "before its first record")
+            + ", so records after that may have been lost"
+        )
+        if self.settings.trimmed_data == "raise":
+            raise TrimmedDataError(
+                f"{self.stream_arn}: {reason}. To go on with its children and have the "
+                "possible gap reported, set trimmed_data='restart_from_trim_horizon'.",
+                shard_id=parent_id,
+                after_sequence_number=after,
             )
+        logger.error("%s; going on with its children", reason)
+        if self._on_data_loss is not None:
+            self._on_data_loss(TrimmedDataGap(self.stream_arn, parent_id, after, reason))
+        try:  # so that a restart does not report it again
+            self._store.save(self.stream_arn, parent_id, Checkpoint(after, finished=True))
+        except CheckpointStoreError as exc:
+            logger.warning("could not mark shard %s finished: %s", parent_id, exc)
 
-    def _checkpoint_all(self, failed: bool) -> None:
-        for reader in self._readers.values():
+    def _prune(self, listed: set[str]) -> None:
+        """Forget finished shards that are no longer listed and whose children have begun."""
+        gone = [
+            shard_id
+            for shard_id, reader in self._readers.items()
+            if reader.finished
+            and shard_id not in listed
+            and shard_id not in self._in_flight
+            and all(
+                child in self._readers and self._readers[child].begun
+                for child in self._lineage.children(shard_id)
+            )
+        ]
+        if not gone:
+            return
+        with self._lock:
+            for shard_id in gone:
+                del self._readers[shard_id]
+            self._lineage.remove(gone)
+        delete = getattr(self._store, "delete", None)
+        if delete is not None:
+            try:
+                delete(self.stream_arn, gone)
+            except CheckpointStoreError as exc:
+                logger.warning("could not forget %d finished shard(s): %s", len(gone), exc)
+        logger.debug("forgot %d finished shard(s) the stream no longer lists", len(gone))
+
+    # ------------------------------------------------------------------ shutdown, status
+
+    def _checkpoint_all(self, failure: BaseException | None) -> None:
+        """Every shard's final checkpoint, each tried; one error lists those that failed."""
+        failed: list[str] = []
+        last: CheckpointStoreError | None = None
+        for reader in list(self._readers.values()):
             try:
                 reader.checkpoint()
-            except Exception:
-                if not failed:
-                    raise
-                logger.exception("shard %s: could not write the final checkpoint", reader.shard_id)
+            except CheckpointStoreError as exc:
+                failed.append(reader.shard_id)
+                last = exc
+                logger.error(
+                    "shard %s: could not write the final checkpoint (%s); a restart "
+                    "delivers its records after %s again",
+                    reader.shard_id,
+                    exc,
+                    reader.checkpointed_sequence_number,
+                )
+        if failed and failure is None:
+            raise CheckpointStoreError(
+                f"the final checkpoint of {len(failed)} shard(s) could not be written "
+                f"({', '.join(failed)}): {last}. Nothing is lost: a restart delivers their "
+                "last records again."
+            ) from last
 
     def _status(self, shard: ShardInfo) -> ShardStatus:
         reader = self._readers[shard.shard_id]
@@ -289,4 +489,6 @@ class ShardCoordinator:
             last_sequence_number=reader.delivered,
             records_delivered=reader.records_delivered,
             failures=reader.failures,
+            failure_kind=reader.failure_kind,
+            last_error=reader.last_error,
         )

@@ -40,11 +40,13 @@ class ShardLineage:
     """Every shard seen so far and their parent links.
 
     A shard is *ready* when it is not finished and its parent is finished or unknown (a
-    parent that is no longer listed was trimmed away, so there is nothing left to wait for).
+    parent that is no longer listed was trimmed away, so there is nothing left to wait for;
+    the coordinator first checks what its stored checkpoint says was left unread).
     """
 
     def __init__(self) -> None:
         self._shards: dict[str, ShardInfo] = {}
+        self._children: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._shards)
@@ -59,8 +61,19 @@ class ShardLineage:
         for shard in shards:
             if shard.shard_id not in self._shards:
                 new.append(shard)
+                if shard.parent_shard_id is not None:
+                    self._children.setdefault(shard.parent_shard_id, []).append(shard.shard_id)
             self._shards[shard.shard_id] = shard
         return self.in_lineage_order(new)
+
+    def remove(self, shard_ids: Iterable[str]) -> None:
+        """Forget shards the lineage no longer needs (finished, unlisted, children begun)."""
+        for shard_id in shard_ids:
+            shard = self._shards.pop(shard_id)
+            self._children.pop(shard_id, None)
+            siblings = self._children.get(shard.parent_shard_id or "")
+            if siblings is not None:
+                siblings.remove(shard_id)
 
     def is_ready(self, shard_id: str, is_finished: Callable[[str], bool]) -> bool:
         """May ``shard_id`` be read now, given which shards are finished?"""
@@ -70,7 +83,7 @@ class ShardLineage:
         return parent is None or parent not in self._shards or is_finished(parent)
 
     def children(self, shard_id: str) -> list[str]:
-        return [s.shard_id for s in self._shards.values() if s.parent_shard_id == shard_id]
+        return list(self._children.get(shard_id, ()))
 
     def in_lineage_order(self, shards: Iterable[ShardInfo]) -> list[ShardInfo]:
         """Sort so that every parent comes before its children (ties by shard id)."""

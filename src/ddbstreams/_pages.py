@@ -44,8 +44,18 @@ class RecordsPage:
 
     @classmethod
     def from_response(cls, response: Mapping[str, Any]) -> RecordsPage:
-        """A page from an already decoded answer (a simulator's, or botocore's)."""
-        return cls(iter(response.get("Records", [])), response)
+        """A page from an already decoded answer (a simulator's, or botocore's).
+
+        botocore turns a 200 answer whose body is cut or not JSON into ``{}``: an answer
+        without ``Records`` is malformed, never the end of a shard.
+        """
+        records = response.get("Records")
+        if not isinstance(records, list):
+            raise _malformed(
+                "the answer has no Records list"
+                + ("" if "NextShardIterator" in response else " and no NextShardIterator")
+            )
+        return cls(iter(records), response)
 
     @classmethod
     def from_body(cls, body: bytes) -> RecordsPage:
@@ -63,6 +73,7 @@ class RecordsPage:
 def _decode_records(body: bytes, fields: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield the records of a GetRecords body one by one; its other members go to ``fields``."""
     scan, skip = _scan_value, _skip_whitespace
+    saw_records = False
     try:
         text = body.decode("utf-8")
         pos = skip(text, 0)
@@ -77,6 +88,7 @@ def _decode_records(body: bytes, fields: dict[str, Any]) -> Iterator[dict[str, A
                     raise ValueError(f"expected a member name and ':' before character {pos}")
                 pos = skip(text, pos + 1)
                 if name == "Records" and text[pos] == "[":
+                    saw_records = True
                     pos = yield from _records_of_list(text, pos)
                 else:
                     fields[name], pos = scan(text, pos)
@@ -88,6 +100,8 @@ def _decode_records(body: bytes, fields: dict[str, Any]) -> Iterator[dict[str, A
                 pos = skip(text, pos + 1)
         if skip(text, pos + 1) != len(text):
             raise ValueError(f"extra data after character {pos}")
+        if not saw_records:  # a shard's end still answers "Records": []
+            raise ValueError("the answer has no Records list")
     except StopIteration as exc:  # how the scanner says it found no value
         raise _malformed(f"expected a value at character {exc.value}") from exc
     except IndexError as exc:
@@ -123,5 +137,5 @@ def _records_of_list(text: str, pos: int) -> Generator[dict[str, Any], None, int
 
 def _malformed(reason: str) -> MalformedResponseError:
     return MalformedResponseError(
-        f"GetRecords answered with a body that is not valid JSON: {reason}"
+        f"GetRecords answered with a body that is not a valid page: {reason}"
     )

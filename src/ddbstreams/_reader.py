@@ -13,13 +13,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from ._checkpoints import Checkpoint, CheckpointStore
-from ._client import StreamsAPI
+from ._client import Interrupted, StreamsAPI
 from ._errors import (
+    CheckpointStoreError,
+    EndpointUnreachableError,
     ExpiredIteratorError,
     MalformedResponseError,
+    ThrottledError,
     TransientError,
     TrimmedDataError,
 )
@@ -31,21 +35,33 @@ from ._settings import ConsumerSettings
 logger = logging.getLogger("ddbstreams")
 
 EMPTY_PAGES_BEFORE_IDLE_BACKOFF = 4
+# A start at LATEST resumed from its pin re-reads from TRIM_HORIZON and skips the records
+# created before the pin, less this margin for the host's clock being ahead of AWS's.
+LATEST_PIN_CLOCK_MARGIN = 120.0
 
 Handler = Callable[[Record], Any]
+
+# Where a shard with no checkpoint starts: the oldest retained record, only new records, or
+# the shard's first record (a shard this consumer owes from its start, such as a child).
+StartFrom = Literal["TRIM_HORIZON", "LATEST", "SHARD_START"]
+FailureKind = Literal["handler", "throttled", "server", "malformed", "unreachable", "store"]
 
 
 @dataclass(frozen=True)
 class TrimmedDataGap:
-    """Records lost to the 24 h retention, reported when ``trimmed_data`` allows going on.
+    """Records that may have been lost to the 24 h retention, reported when
+    ``trimmed_data="restart_from_trim_horizon"`` lets reading go on.
 
-    Every record of shard ``shard_id`` after ``after_sequence_number`` (the last one
-    delivered) up to the oldest record still retained was trimmed unread.
+    Records of shard ``shard_id`` after ``after_sequence_number`` (the last one delivered,
+    or ``None``: from the shard's start) up to the oldest record still retained may have
+    been trimmed unread. ``reason`` says how this was found; the service does not say
+    whether any record was actually there, so this is a *possible* gap.
     """
 
     stream_arn: str
     shard_id: str
     after_sequence_number: str | None
+    reason: str = ""
 
 
 class ShardReader:
@@ -61,9 +77,10 @@ class ShardReader:
         store: CheckpointStore,
         settings: ConsumerSettings,
         checkpoint: Checkpoint | None,
-        start_position: str,
+        start_position: StartFrom,
         on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         random_fraction: Callable[[], float] = random.random,
     ) -> None:
         self.shard = shard
@@ -74,22 +91,34 @@ class ShardReader:
         self._settings = settings
         self._on_data_loss = on_data_loss
         self._clock = clock
+        self._wall_clock = wall_clock
         self._random_fraction = random_fraction
-        self._start_position = start_position
+        self._start: StartFrom = start_position
 
         self.delivered: str | None = checkpoint.sequence_number if checkpoint else None
         self.finished = bool(checkpoint and checkpoint.finished)
+        # A stored checkpoint (even one without a sequence number) says reading has begun.
+        self.begun = checkpoint is not None
+        self._latest_at = checkpoint.latest_at if checkpoint else None
         self.skipped = False
         self.records_delivered = 0
-        self.failures = 0
+        self.failures = 0  # consecutive failures of the kind below
+        self.failure_kind: FailureKind | None = None
+        self.last_error: str | None = None
         self._empty_pages = 0
         self._checkpointed = self.delivered
         self._since_checkpoint = 0
+        self._unsaved = 0  # records delivered since the last checkpoint that was saved
         self._last_checkpoint_at = clock()
+        self._store_retry_at = -float("inf")
         self._iterator: str | None = None
         self._page: RecordsPage | None = None  # the page in hand...
         self._held: dict[str, Any] | None = None  # ...and its first record not yet handled
+        self._skip_created_before: float | None = None
         self._end_reached = False
+        # Held while the handler runs and while a checkpoint is written, so that a final
+        # checkpoint taken from another thread sees a consistent position.
+        self._lock = threading.Lock()
 
     @property
     def shard_id(self) -> str:
@@ -99,10 +128,19 @@ class ShardReader:
     def _has_pending(self) -> bool:
         return self._held is not None
 
+    @property
+    def checkpointed_sequence_number(self) -> str | None:
+        """The last sequence number saved in the store."""
+        return self._checkpointed
+
     def skip(self) -> None:
-        """Treat this shard as done without reading it (a closed shard under LATEST)."""
-        self.skipped = True
-        self.finished = True
+        """Treat this shard as done without reading it (a closed shard under LATEST), and
+        store that, so that a restart does not read it either."""
+        self.skipped = self.finished = True
+        try:
+            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, finished=True))
+        except CheckpointStoreError as exc:
+            logger.warning("shard %s: could not store it as skipped: %s", self.shard_id, exc)
 
     def step(self, stop: threading.Event) -> float:
         """Fetch a page if needed and hand its records to the handler.
@@ -110,44 +148,80 @@ class ShardReader:
         Returns the seconds to wait before the next step: 0 while records flow, the poll
         interval after an empty page, a growing backoff after failures.
         """
+        if stop.is_set():
+            return 0.0
         try:
+            # Too far past the last saved checkpoint: deliver nothing until it is saved.
+            too_far = self._unsaved >= self._settings.max_records_without_checkpoint
+            if too_far and not self._save_progress():
+                return self._backoff()
             page_had_records = False
             if not self._has_pending and not self._end_reached:
                 page_had_records = self._fetch()
             if not self._deliver(stop):
                 return self._backoff()
             if self._end_reached and not self._has_pending:
-                self._finish()
+                if stop.is_set() or not self._finish():
+                    return 0.0 if stop.is_set() else self._backoff()
                 return 0.0
-            self.failures = 0
             if self._since_checkpoint and (
                 self._clock() - self._last_checkpoint_at >= self._settings.checkpoint_interval
             ):
-                self.checkpoint()
+                self._save_progress()
+            if self.failure_kind != "store" or self._unsaved == 0:
+                self._succeeded()
             if page_had_records or self._has_pending:
                 self._empty_pages = 0
                 return 0.0
             return self._idle_wait()
+        except Interrupted:
+            return 0.0
         except ExpiredIteratorError:
             logger.info("shard %s: iterator expired; taking a new one", self.shard_id)
-            self._iterator = None
+            self._drop_page()
             return 0.0
         except TransientError as exc:
             if isinstance(exc, MalformedResponseError):
                 # The page is dropped; a new iterator resumes after the last delivered record.
-                self._page, self._held, self._iterator = None, None, None
-            self.failures += 1
-            delay = self._backoff()
-            logger.warning("shard %s: %s; retrying in %.2fs", self.shard_id, exc, delay)
-            return delay
+                self._drop_page()
+            self._failed(_kind_of(exc), exc)
+            return self._backoff()
+        except CheckpointStoreError as exc:
+            self._failed("store", exc)
+            return self._backoff()
 
     def checkpoint(self) -> None:
-        """Save the last delivered record as this shard's checkpoint, if it moved."""
+        """Save the last delivered record as this shard's checkpoint, if it moved.
+
+        Waits for a handler call in progress. Raises :class:`CheckpointStoreError`.
+        """
+        with self._lock:
+            self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
         if self.delivered != self._checkpointed:
             self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered))
             self._checkpointed = self.delivered
+            self.begun = True
         self._since_checkpoint = 0
+        self._unsaved = 0
         self._last_checkpoint_at = self._clock()
+
+    def _save_progress(self) -> bool:
+        """Checkpoint unless the store is failing and its retry is not due; False if not saved."""
+        if self._clock() < self._store_retry_at:
+            return False
+        try:
+            self._save_checkpoint()
+        except CheckpointStoreError as exc:
+            self._failed("store", exc)
+            self._store_retry_at = self._clock() + self._backoff()
+            self._since_checkpoint = 0
+            return False
+        return True
+
+    def _drop_page(self) -> None:
+        self._page, self._held, self._iterator = None, None, None
 
     def _fetch(self) -> bool:
         if self._iterator is None:
@@ -156,14 +230,30 @@ class ShardReader:
             page = self._api.get_records(self.shard_id, self._iterator, self._settings.batch_size)
         except TrimmedDataError as exc:
             self._iterator = None
-            self._on_trimmed(exc)
+            self._on_trimmed(exc, self.delivered)
             return False
         self._page = page
         self._held = next(page.records, None)
+        if self._skip_created_before is not None:
+            self._skip_before_pin()
         if self._held is None:
             self._page_read()
             return False
         return True
+
+    def _skip_before_pin(self) -> None:
+        """Resuming a LATEST start: pass over the records written before it was pinned."""
+        assert self._page is not None and self._skip_created_before is not None
+        skipped = 0
+        while self._held is not None:
+            created = _created_at(self._held)
+            if created is None or created >= self._skip_created_before:
+                self._skip_created_before = None
+                break
+            skipped += 1
+            self._held = next(self._page.records, None)
+        if skipped:
+            logger.debug("shard %s: %d records older than the LATEST pin", self.shard_id, skipped)
 
     def _page_read(self) -> None:
         """Every record of the page in hand was handled: go on where it says."""
@@ -175,98 +265,169 @@ class ShardReader:
     def _acquire_iterator(self) -> str:
         if self.delivered is not None:
             try:
-                return self._api.get_shard_iterator(
-                    self.stream_arn, self.shard_id, "AFTER_SEQUENCE_NUMBER", self.delivered
-                )
+                return self._iterator_of("AFTER_SEQUENCE_NUMBER", self.delivered)
             except TrimmedDataError as exc:
-                self._on_trimmed(exc)
+                self._on_trimmed(exc, self.delivered)
+        if self._latest_at is not None:
+            # A pinned LATEST start: never a new LATEST, which would skip what came since.
+            self._skip_created_before = self._latest_at - LATEST_PIN_CLOCK_MARGIN
+            return self._iterator_of("TRIM_HORIZON")
+        if self._start == "LATEST" and not self.begun:
+            latest_at = self._wall_clock()
+            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, latest_at=latest_at))
+            self._latest_at, self.begun = latest_at, True
+            return self._iterator_of("LATEST")
+        if not self.begun:
+            self._mark_begun()
+        start = self.shard.starting_sequence_number
+        if self._start == "SHARD_START" and start is not None:
+            try:
+                return self._iterator_of("AT_SEQUENCE_NUMBER", start)
+            except TrimmedDataError as exc:
+                self._on_trimmed(exc, None)
+        return self._iterator_of("TRIM_HORIZON")
+
+    def _iterator_of(self, iterator_type: str, sequence_number: str | None = None) -> str:
         return self._api.get_shard_iterator(
-            self.stream_arn, self.shard_id, self._start_position, None
+            self.stream_arn, self.shard_id, iterator_type, sequence_number
         )
 
-    def _on_trimmed(self, exc: TrimmedDataError) -> None:
-        if self.delivered is None:
+    def _mark_begun(self) -> None:
+        """Store that this shard's reading has begun (the lineage prunes only then)."""
+        try:
+            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None))
+            self.begun = True
+        except CheckpointStoreError as exc:  # the first checkpoint will say it instead
+            logger.warning("shard %s: could not mark it begun: %s", self.shard_id, exc)
+
+    def _on_trimmed(self, exc: TrimmedDataError, after: str | None) -> None:
+        if after is None and self._start != "SHARD_START":
             # Reading from the oldest record: trimming only moved where that is.
-            self._start_position = "TRIM_HORIZON"
             return
+        if after is None:
+            reason = (
+                f"the first records of shard {self.shard_id} are older than the 24-hour "
+                "retention and were not read, so records may have been lost"
+            )
+        else:
+            reason = (
+                f"the checkpointed record {after} of shard {self.shard_id} is older than the "
+                "24-hour retention, so records after it may have been trimmed before they "
+                "were read"
+            )
         if self._settings.trimmed_data == "raise":
             raise TrimmedDataError(
-                f"shard {self.shard_id} of {self.stream_arn}: the records after sequence "
-                f"number {self.delivered} were trimmed by the 24-hour retention before they "
-                "were read, so they are lost. To go on from the oldest record still retained "
-                "and have the gap reported, set trimmed_data='restart_from_trim_horizon'.",
+                f"{self.stream_arn}: {reason}. To go on from the oldest record still retained "
+                "and have the possible gap reported, set trimmed_data='restart_from_trim_horizon'.",
                 shard_id=self.shard_id,
-                after_sequence_number=self.delivered,
+                after_sequence_number=after,
             ) from exc
-        gap = TrimmedDataGap(self.stream_arn, self.shard_id, self.delivered)
-        logger.error(
-            "shard %s: records after sequence number %s were trimmed unread (24 h retention); "
-            "going on from the oldest record still retained",
-            self.shard_id,
-            self.delivered,
-        )
+        logger.error("%s; going on from the oldest record still retained", reason)
         if self._on_data_loss is not None:
-            self._on_data_loss(gap)
-        self.delivered = None
-        self._start_position = "TRIM_HORIZON"
+            self._on_data_loss(TrimmedDataGap(self.stream_arn, self.shard_id, after, reason))
+        self.delivered = self._latest_at = None
+        self._start = "TRIM_HORIZON"
 
     def _deliver(self, stop: threading.Event) -> bool:
         """Hand the page's records to the handler; False if it raised (the record is held)."""
-        raw = self._held
-        if raw is None:
+        if self._held is None:
             return True
+        with self._lock:
+            return self._deliver_held(stop)
+
+    def _deliver_held(self, stop: threading.Event) -> bool:
+        raw = self._held
         assert self._page is not None
         # The per-record loop is the hot path: locals only, bookkeeping once at the end.
         records, handler, shard_id = self._page.records, self._handler, self.shard_id
         every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
+        most_unsaved = self._settings.max_records_without_checkpoint
         clock, stopping = self._clock, stop.is_set
-        due_at = self._last_checkpoint_at + interval
-        since = self._since_checkpoint
+        due_at = max(self._last_checkpoint_at + interval, self._store_retry_at)
+        since, unsaved = self._since_checkpoint, self._unsaved
         handled = 0
         last: dict[str, Any] | None = None
         try:
             while raw is not None and not stopping():
                 try:
                     handler(Record(raw, shard_id))
-                except Exception:
-                    self._handler_failed(raw)
+                except Exception as exc:
+                    self._handler_failed(raw, exc)
                     return False
                 last = raw
                 handled += 1
                 since += 1
+                unsaved += 1
                 if since >= every or clock() >= due_at:
                     self.delivered = raw["dynamodb"]["SequenceNumber"]
-                    self.checkpoint()
+                    if self._save_progress():
+                        unsaved = 0
                     since = 0
-                    due_at = self._last_checkpoint_at + interval
+                    due_at = max(self._last_checkpoint_at + interval, self._store_retry_at)
                 raw = next(records, None)
+                if unsaved >= most_unsaved:
+                    break
         finally:
             self._held = raw
             if last is not None:
                 self.delivered = last["dynamodb"]["SequenceNumber"]
                 self.records_delivered += handled
-            self._since_checkpoint = since
+            self._since_checkpoint, self._unsaved = since, unsaved
         if raw is None:
             self._page_read()
         return True
 
-    def _handler_failed(self, raw: dict[str, Any]) -> None:
-        self.failures += 1
-        logger.exception(
-            "shard %s: the handler raised on record %s (failure %d); the shard waits "
-            "and retries this record",
+    def _handler_failed(self, raw: dict[str, Any], exc: Exception) -> None:
+        sequence_number = raw.get("dynamodb", {}).get("SequenceNumber")
+        self._failed("handler", exc, f"the handler raised on record {sequence_number}")
+
+    def _failed(self, kind: FailureKind, exc: BaseException, what: str = "") -> None:
+        """Count a failure; log it, as an error with its traceback once it keeps happening."""
+        self.failures = self.failures + 1 if kind == self.failure_kind else 1
+        self.failure_kind = kind
+        self.last_error = f"{what}: {exc}" if what else str(exc)
+        threshold = self._settings.failures_before_unhealthy
+        escalated = self.failures % threshold == 0
+        level = logging.ERROR if escalated else logging.WARNING
+        logger.log(
+            level,
+            "shard %s: %s (%s failure %d in a row%s); retrying",
             self.shard_id,
-            raw.get("dynamodb", {}).get("SequenceNumber"),
+            self.last_error,
+            kind,
             self.failures,
+            ": the shard is failing" if escalated else "",
+            exc_info=exc if (escalated or self.failures == 1) else None,
         )
 
-    def _finish(self) -> None:
-        self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True))
-        self._checkpointed = self.delivered
-        self.finished = True
+    def _succeeded(self) -> None:
+        if self.failure_kind is not None:
+            logger.info(
+                "shard %s: going on after %d %s failure(s)",
+                self.shard_id,
+                self.failures,
+                self.failure_kind,
+            )
+        self.failures, self.failure_kind, self.last_error = 0, None, None
+
+    def _finish(self) -> bool:
+        """Store that the shard was read to its end; False if the store failed."""
+        with self._lock:
+            try:
+                self._store.save(
+                    self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True)
+                )
+            except CheckpointStoreError as exc:
+                self._failed("store", exc)
+                return False
+            self._checkpointed = self.delivered
+            self._since_checkpoint = self._unsaved = 0
+        self.finished = self.begun = True
+        self._succeeded()
         logger.info(
             "shard %s: read to its end (%d records this run)", self.shard_id, self.records_delivered
         )
+        return True
 
     def _idle_wait(self) -> float:
         """poll_interval, doubling once the shard has been idle a while, up to the cap."""
@@ -284,6 +445,26 @@ class ShardReader:
             settings.handler_retry_initial, self.failures - 1, settings.handler_retry_max
         )
         return ceiling * (0.5 + self._random_fraction() / 2)
+
+
+def _kind_of(exc: TransientError) -> FailureKind:
+    if isinstance(exc, MalformedResponseError):
+        return "malformed"
+    if isinstance(exc, ThrottledError):
+        return "throttled"
+    if isinstance(exc, EndpointUnreachableError):
+        return "unreachable"
+    return "server"
+
+
+def _created_at(raw: dict[str, Any]) -> float | None:
+    """A wire record's ApproximateCreationDateTime as UNIX seconds (botocore gives datetime)."""
+    value = raw.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
 
 
 def _doubled(base: float, times: int, cap: float) -> float:

@@ -45,6 +45,16 @@ class ConsumerSettings:
             ``"restart_from_trim_horizon"``, which reports the gap and goes on.
         request_attempts: tries of one AWS call on a transient failure before the error
             reaches the shard reader (which then backs off and goes on).
+        max_records_without_checkpoint: while the checkpoint store cannot be written, a
+            shard goes on delivering up to this many records past its last saved
+            checkpoint, then pauses until a save succeeds (a restart would deliver them
+            again).
+        failures_before_unhealthy: consecutive failures of the same kind on one shard
+            (handler errors, malformed pages, store errors, ...) after which the consumer
+            logs an error with its traceback and :meth:`StreamConsumer.health` says
+            ``failing``; it keeps retrying.
+        startup_timeout: seconds to keep trying an endpoint that cannot be reached when the
+            consumer starts (for example one that is still starting) before giving up.
     """
 
     start_position: StartPosition = "TRIM_HORIZON"
@@ -59,6 +69,9 @@ class ConsumerSettings:
     handler_retry_max: float = 30.0
     trimmed_data: TrimmedDataPolicy = "raise"
     request_attempts: int = 4
+    max_records_without_checkpoint: int = 10_000
+    failures_before_unhealthy: int = 10
+    startup_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if self.start_position not in START_POSITIONS:
@@ -78,12 +91,15 @@ class ConsumerSettings:
             "discovery_interval",
             "handler_retry_initial",
             "handler_retry_max",
+            "startup_timeout",
         ):
             _check_seconds(name, getattr(self, name))
         _check_int("batch_size", self.batch_size, 1, 1000)
         _check_int("checkpoint_every", self.checkpoint_every, 1, None)
         _check_int("max_workers", self.max_workers, 1, None)
         _check_int("request_attempts", self.request_attempts, 1, None)
+        _check_int("max_records_without_checkpoint", self.max_records_without_checkpoint, 1, None)
+        _check_int("failures_before_unhealthy", self.failures_before_unhealthy, 1, None)
         if self.handler_retry_max < self.handler_retry_initial:
             raise ConfigurationError(
                 "handler_retry_max must be at least handler_retry_initial "
