@@ -60,6 +60,7 @@ class Harness:
             start_position=start,
             on_data_loss=self.gaps.append,
             clock=lambda: self.sim.now,
+            wall_clock=self.sim.wall_time,
             random_fraction=lambda: 1.0,
         )
 
@@ -361,3 +362,106 @@ def test_a_body_cut_short_is_read_again_after_the_last_delivered_record(
     assert seen == sequence_numbers  # none lost, none twice
     assert iterator_requests[-1]["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER"
     assert iterator_requests[-1]["SequenceNumber"] == sequence_numbers[1]
+
+
+class AnswersOnce:
+    """A client without botocore's hooks (an instrumentation wrapper, say) whose first
+    GetRecords answer is what botocore makes of a cut or HTML 200 body: ``{}``."""
+
+    def __init__(self, sim: StreamSimulator, bad_answer: dict[str, Any]) -> None:
+        self.sim, self.bad_answer, self.answered = sim, bad_answer, False
+        self.describe_stream, self.get_shard_iterator = sim.describe_stream, sim.get_shard_iterator
+
+    def get_records(self, **kwargs: Any) -> dict[str, Any]:
+        if not self.answered:
+            self.answered = True
+            self.sim.get_records(**kwargs)  # the records were there all along
+            return self.bad_answer
+        return self.sim.get_records(**kwargs)
+
+
+@pytest.mark.parametrize("bad_answer", [{}, {"ResponseMetadata": {"HTTPStatusCode": 200}}])
+def test_an_answer_without_records_is_malformed_never_a_shard_end(
+    bad_answer: dict[str, Any],
+) -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    sim.rollover()  # closed: a wrongly seen end would checkpoint it finished, 0 delivered
+    h = Harness(sim)
+    h.api = StreamsAPI(AnswersOnce(sim, bad_answer), sim, attempts=1)
+    reader = h.reader()
+    reader.step(NO_STOP)
+    assert not reader.finished
+    assert reader.failure_kind == "malformed"
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(None)
+    while not reader.finished:
+        reader.step(NO_STOP)
+    assert h.seen == written
+
+
+@pytest.mark.parametrize("interruption", ["expired iterator", "malformed page"])
+def test_a_latest_start_is_pinned_so_an_interruption_does_not_skip_records(
+    interruption: str,
+) -> None:
+    sim = StreamSimulator()
+    for n in range(2):
+        sim.insert(item(n))  # before the start: not owed
+    sim.advance(3600)
+    h = Harness(sim)
+    if interruption == "malformed page":
+        client = AnswersOnce(sim, {})
+        client.answered = True  # armed below, after the first (empty) LATEST page
+        h.api = StreamsAPI(client, sim, attempts=1)
+    reader = h.reader(start="LATEST")
+    assert reader.step(NO_STOP) == h.settings.poll_interval  # LATEST: nothing yet
+    stored = h.store.load(sim.stream_arn, reader.shard_id)
+    assert stored is not None and stored.latest_at == sim.wall_time()  # the pin, saved first
+    written = [sim.insert(item(n)) for n in range(2, 5)]
+    if interruption == "expired iterator":
+        sim.advance(901)  # a host suspended past the iterator's 15 minutes
+    else:
+        client.answered = False
+    reader.step(NO_STOP)  # the interruption
+    assert h.seen == []
+    for _ in range(3):
+        reader.step(NO_STOP)
+    assert h.seen == written  # from the pin, not from a new LATEST
+
+
+def test_a_latest_pin_is_kept_by_the_store_until_a_record_is_checkpointed() -> None:
+    store = InMemoryCheckpointStore()
+    store.save("arn", "s", Checkpoint(None, latest_at=100.0))
+    store.save("arn", "s", Checkpoint(None, latest_at=200.0))  # a later pin never wins
+    assert store.load("arn", "s") == Checkpoint(None, latest_at=100.0)
+    store.save("arn", "s", Checkpoint("5" * 21))
+    assert store.load("arn", "s") == Checkpoint("5" * 21)
+
+
+@pytest.mark.parametrize("policy", ["raise", "restart_from_trim_horizon"])
+def test_a_shard_removed_before_it_was_read_to_its_end_is_a_possible_gap(policy: str) -> None:
+    sim = StreamSimulator()
+    shard_id = sim.open_shard_ids()[0]
+    written = [sim.insert(item(n)) for n in range(3)]
+    sim.rollover()
+    sim.advance(86400 + 60)  # closed a day ago: the shard is removed with its records
+    h = Harness(sim, trimmed_data=policy)
+    reader = ShardReader(
+        shard=ShardInfo(shard_id, None, written[0], written[-1]),
+        stream_arn=sim.stream_arn,
+        api=h.api,
+        handler=h.handler,
+        store=h.store,
+        settings=h.settings,
+        checkpoint=Checkpoint(written[0]),
+        start_position="TRIM_HORIZON",
+        on_data_loss=h.gaps.append,
+        clock=lambda: sim.now,
+    )
+    if policy == "raise":
+        with pytest.raises(TrimmedDataError, match="removed from the stream"):
+            reader.step(NO_STOP)
+        return
+    reader.step(NO_STOP)
+    assert reader.finished  # nothing left to read: its children may start
+    assert [(g.shard_id, g.after_sequence_number) for g in h.gaps] == [(shard_id, written[0])]
+    assert h.store.load(sim.stream_arn, shard_id) == Checkpoint(written[0], finished=True)

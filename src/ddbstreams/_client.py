@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +239,8 @@ class StreamsAPI:
         self._attempts = attempts
         self._interrupted = threading.Event()
         self._sleep = sleep if sleep is not None else self._wait
+        # The service's wall clock: the host's, or a StreamSimulator's virtual one.
+        self.wall_time: Callable[[], float] = getattr(streams_client, "wall_time", time.time)
 
     def interrupt(self) -> None:
         """Cut every retry wait short, now and later: calls raise :class:`Interrupted`."""

@@ -101,6 +101,7 @@ class ShardCoordinator:
         settings: ConsumerSettings | None = None,
         on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.stream_arn = stream_arn
         self.settings = settings if settings is not None else ConsumerSettings()
@@ -113,6 +114,7 @@ class ShardCoordinator:
         self._store = checkpoint_store
         self._on_data_loss = on_data_loss
         self._clock = clock
+        self._wall_clock = wall_clock or self._api.wall_time
         self._lineage = ShardLineage()
         self._readers: dict[str, ShardReader] = {}
         self._in_flight: set[str] = set()
@@ -383,6 +385,7 @@ class ShardCoordinator:
             start_position=start,
             on_data_loss=self._on_data_loss,
             clock=self._clock,
+            wall_clock=self._wall_clock,
         )
         if start == "LATEST" and shard.closed:
             reader.skip()

@@ -23,6 +23,7 @@ from ._errors import (
     EndpointUnreachableError,
     ExpiredIteratorError,
     MalformedResponseError,
+    StreamNotFoundError,
     ThrottledError,
     TransientError,
     TrimmedDataError,
@@ -225,7 +226,11 @@ class ShardReader:
 
     def _fetch(self) -> bool:
         if self._iterator is None:
-            self._iterator = self._acquire_iterator()
+            try:
+                self._iterator = self._acquire_iterator()
+            except StreamNotFoundError as exc:
+                self._shard_gone(exc)
+                return False
         try:
             page = self._api.get_records(self.shard_id, self._iterator, self._settings.batch_size)
         except TrimmedDataError as exc:
@@ -300,6 +305,16 @@ class ShardReader:
         except CheckpointStoreError as exc:  # the first checkpoint will say it instead
             logger.warning("shard %s: could not mark it begun: %s", self.shard_id, exc)
 
+    def _shard_gone(self, exc: StreamNotFoundError) -> None:
+        """The shard was removed (24 h after it closed) before it was read to its end."""
+        reason = (
+            f"shard {self.shard_id} was removed from the stream (24 hours after it closed) "
+            + (f"after record {self.delivered}" if self.delivered else "before its first record")
+            + " was read, so its records after that may have been lost"
+        )
+        self._report_gap(reason, self.delivered, exc)
+        self._end_reached = True  # nothing of it is left to read: its children may start
+
     def _on_trimmed(self, exc: TrimmedDataError, after: str | None) -> None:
         if after is None and self._start != "SHARD_START":
             # Reading from the oldest record: trimming only moved where that is.
@@ -315,6 +330,12 @@ class ShardReader:
                 "24-hour retention, so records after it may have been trimmed before they "
                 "were read"
             )
+        self._report_gap(reason, after, exc)
+        self.delivered = self._latest_at = None
+        self._start = "TRIM_HORIZON"
+
+    def _report_gap(self, reason: str, after: str | None, exc: Exception) -> None:
+        """Raise, or report and go on, as ``settings.trimmed_data`` says."""
         if self._settings.trimmed_data == "raise":
             raise TrimmedDataError(
                 f"{self.stream_arn}: {reason}. To go on from the oldest record still retained "
@@ -325,8 +346,6 @@ class ShardReader:
         logger.error("%s; going on from the oldest record still retained", reason)
         if self._on_data_loss is not None:
             self._on_data_loss(TrimmedDataGap(self.stream_arn, self.shard_id, after, reason))
-        self.delivered = self._latest_at = None
-        self._start = "TRIM_HORIZON"
 
     def _deliver(self, stop: threading.Event) -> bool:
         """Hand the page's records to the handler; False if it raised (the record is held)."""

@@ -46,6 +46,7 @@ __all__ = ["LocalEndpoint", "RecordCollector", "StreamSimulator", "create_order_
 
 _HASH_SPACE = 2**32
 _MAX_DESCRIBE_PAGE = 100
+_EVENTS_KEPT = 100_000
 
 
 @dataclass
@@ -127,6 +128,8 @@ class StreamSimulator:
         self.records_with_end = records_with_end
         self.now = 0.0
         self.calls: Counter[str] = Counter()
+        # The latest calls in order: (operation, shard id or None, detail); see note().
+        self.events: deque[tuple[str, str | None, Any]] = deque(maxlen=_EVENTS_KEPT)
         self._wall_clock_origin = time.time()
         self._next_sequence_number = first_sequence_number
         self._sequence_step = sequence_step
@@ -268,6 +271,20 @@ class StreamSimulator:
         """Shorthand for ``inject(operation, "LimitExceededException", times=times)``."""
         self.inject(operation, "LimitExceededException", times=times)
 
+    def note(self, event: str, shard_id: str | None = None, detail: Any = None) -> None:
+        """Add an event of your own (a checkpoint saved, say) to :attr:`events`, in order
+        with the calls the simulator logs there, so a test can check what came first."""
+        with self._lock:
+            self.events.append((event, shard_id, detail))
+
+    def wall_time(self) -> float:
+        """The simulator's wall-clock time (UNIX seconds), as in ApproximateCreationDateTime.
+
+        A consumer given ``client=simulator`` takes its wall clock from here, so that
+        virtual time moves it too (it pins LATEST starts by time)."""
+        with self._lock:
+            return self._wall_clock_origin + self.now
+
     def records(self, shard_id: str) -> list[dict[str, Any]]:
         """Every record ever written to a shard, trimmed ones included (wire form)."""
         with self._lock:
@@ -335,7 +352,7 @@ class StreamSimulator:
         SequenceNumber: str | None = None,
     ) -> dict[str, Any]:
         with self._lock:
-            self._call("GetShardIterator")
+            self._call("GetShardIterator", ShardId, ShardIteratorType)
             self._check_arn(StreamArn, "GetShardIterator")
             shard = self._shards.get(ShardId)
             if shard is None or self._gone(shard):
@@ -370,8 +387,8 @@ class StreamSimulator:
 
     def get_records(self, *, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
         with self._lock:
-            self._call("GetRecords")
             iterator = self._iterators.get(ShardIterator)
+            self._call("GetRecords", iterator.shard_id if iterator else None)
             if iterator is None:
                 raise _client_error("ValidationException", "Invalid ShardIterator", "GetRecords")
             if self.now - iterator.issued_at > self.iterator_ttl:
@@ -394,8 +411,9 @@ class StreamSimulator:
 
     # -------------------------------------------------------------------- internals
 
-    def _call(self, operation: str) -> None:
+    def _call(self, operation: str, shard_id: str | None = None, detail: Any = None) -> None:
         self.calls[operation] += 1
+        self.events.append((operation, shard_id, detail))
         queue = self._faults.get(operation)
         if queue:
             code, message = queue.popleft()
