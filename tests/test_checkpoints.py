@@ -28,8 +28,38 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> CheckpointStore:
     return SQLiteCheckpointStore(tmp_path / "checkpoints.db")
 
 
-def test_stores_satisfy_the_protocol(store: CheckpointStore) -> None:
-    assert isinstance(store, CheckpointStore)
+def test_a_consumer_rejects_a_store_without_the_protocol_s_methods() -> None:
+    from ddbstreams import ConfigurationError, StreamConsumer
+
+    class Half:
+        def load(self, stream_arn: str, shard_id: str) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="load, load_all and save"):
+        StreamConsumer(print, stream_arn=ARN, client=object(), checkpoint_store=Half())  # type: ignore[arg-type]
+
+
+def test_delete_forgets_only_the_named_shards(store: CheckpointStore) -> None:
+    for shard in ("a", "b", "c"):
+        store.save(ARN, shard, Checkpoint("1" * 21, finished=True))
+    store.save("other-arn", "a", Checkpoint("2" * 21))
+    store.delete(ARN, ["a", "c"])  # type: ignore[attr-defined]
+    assert store.load_all(ARN) == {"b": Checkpoint("1" * 21, finished=True)}
+    assert store.load("other-arn", "a") == Checkpoint("2" * 21)
+
+
+def test_an_older_sqlite_database_gains_the_pin_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE ddbstreams_checkpoints (stream_arn TEXT NOT NULL, shard_id TEXT NOT "
+            "NULL, sequence_number TEXT, finished INTEGER NOT NULL DEFAULT 0, updated_at REAL "
+            "NOT NULL, PRIMARY KEY (stream_arn, shard_id))"
+        )
+        db.execute("INSERT INTO ddbstreams_checkpoints VALUES (?, 's', '7', 0, 0)", (ARN,))
+    store = SQLiteCheckpointStore(path)
+    assert store.load(ARN, "s") == Checkpoint("7")
+    store.save(ARN, "t", Checkpoint(None, latest_at=12.5))
+    assert store.load(ARN, "t") == Checkpoint(None, latest_at=12.5)
 
 
 def test_save_and_load(store: CheckpointStore) -> None:

@@ -85,8 +85,15 @@ def test_restart_with_sqlite_resumes_without_loss_or_redelivery(
         local_endpoint, order_table, second, checkpoint_store=SQLiteCheckpointStore(db)
     ):
         second.wait_for(2)
-        time.sleep(0.3)  # room for a wrongful re-delivery to show up
-    assert [r.keys["email"] for r in second.records] == ["user3@example.com", "user4@example.com"]
+        # A last record: the shard is read in order, so a wrongful re-delivery of the first
+        # three would arrive before it.
+        put_order(dynamodb, order_table, "user5@example.com", "1")
+        second.wait_for(3)
+    assert [r.keys["email"] for r in second.records] == [
+        "user3@example.com",
+        "user4@example.com",
+        "user5@example.com",
+    ]
 
 
 def test_latest_versus_trim_horizon(

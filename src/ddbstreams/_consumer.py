@@ -17,6 +17,7 @@ from ._client import Interrupted, StreamsAPI, build_boto3_clients
 from ._coordinator import THREAD_NAME_PREFIX, ShardCoordinator, ShardStatus
 from ._errors import ConfigurationError, EndpointUnreachableError, StreamDisabledError
 from ._health import Health
+from ._pool import Abandoned, call_unless_stopped
 from ._reader import Handler, TrimmedDataGap
 from ._settings import ConsumerSettings, StartPosition
 
@@ -224,6 +225,8 @@ class StreamConsumer:
         if self._finished or self._stop_requested.is_set():
             return Health("failing", ("stopped",))
         if coordinator is None:
+            if self.running:
+                return Health("degraded", ("starting",))
             return Health("failing", ("not started",))
         return coordinator.health()
 
@@ -237,7 +240,13 @@ class StreamConsumer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        if exc is None:
+            self.stop()
+            return
+        try:  # the error that left the block is the one to see
+            self.stop()
+        except Exception as stop_error:
+            logger.error("while stopping after an error: %s", stop_error)
 
     def _run(self) -> None:
         try:
@@ -276,7 +285,11 @@ class StreamConsumer:
         wait, waited = 0.1, 0.0
         while True:
             try:
-                return self._api.resolve_stream_arn(table_name)
+                return call_unless_stopped(  # type: ignore[no-any-return]
+                    lambda: self._api.resolve_stream_arn(table_name),
+                    self._stop_requested,
+                    f"{THREAD_NAME_PREFIX}-start",
+                )
             except EndpointUnreachableError:
                 if waited >= self.settings.startup_timeout:
                     raise
@@ -285,7 +298,7 @@ class StreamConsumer:
                         "the endpoint cannot be reached; trying again for up to %gs",
                         self.settings.startup_timeout,
                     )
-            except Interrupted:
+            except (Interrupted, Abandoned):
                 return None
             if self._stop_requested.wait(wait):
                 return None

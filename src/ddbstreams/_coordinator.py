@@ -22,7 +22,7 @@ from ._errors import (
 )
 from ._health import Health, assess
 from ._lineage import ShardInfo, ShardLineage
-from ._pool import WorkerPool
+from ._pool import Abandoned, WorkerPool, call_unless_stopped
 from ._reader import Handler, ShardReader, StartFrom, TrimmedDataGap
 from ._settings import ConsumerSettings
 
@@ -264,9 +264,12 @@ class ShardCoordinator:
         told = False
         while not self._stop.is_set():
             try:
-                self._apply(self._discover(first=True))
+                discovered = call_unless_stopped(
+                    lambda: self._discover(first=True), self._stop, f"{THREAD_NAME_PREFIX}-start"
+                )
+                self._apply(discovered)
                 return True
-            except Interrupted:
+            except (Interrupted, Abandoned):
                 return False
             except TransientError as exc:
                 if isinstance(exc, EndpointUnreachableError) and self._clock() >= deadline:

@@ -69,3 +69,30 @@ class WorkerPool:
             done(result, error)
             with self._lock:
                 self._idle += 1
+
+
+class Abandoned(Exception):
+    """``call_unless_stopped`` returned because of the stop, leaving the call behind."""
+
+
+def call_unless_stopped(task: Task, stop: threading.Event, name: str) -> Any:
+    """``task()`` on a daemon thread; its result, or :class:`Abandoned` once ``stop`` is set
+    (the call goes on, unwaited for, until the network lets it end)."""
+    outcome: list[tuple[Any, BaseException | None]] = []
+    finished = threading.Event()
+
+    def call() -> None:
+        try:
+            outcome.append((task(), None))
+        except BaseException as exc:
+            outcome.append((None, exc))
+        finished.set()
+
+    threading.Thread(target=call, name=name, daemon=True).start()
+    while not finished.wait(0.05):  # a stop is noticed within 50 ms
+        if stop.is_set():
+            raise Abandoned()
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result
