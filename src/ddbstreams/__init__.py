@@ -32,6 +32,7 @@ from ._errors import (
     TransientError,
     TrimmedDataError,
 )
+from ._health import Health
 from ._reader import TrimmedDataGap
 from ._records import Record
 from ._settings import ConsumerSettings
@@ -48,6 +49,7 @@ __all__ = [
     "DDBStreamsError",
     "EndpointUnreachableError",
     "ExpiredIteratorError",
+    "Health",
     "InMemoryCheckpointStore",
     "LocalEndpointError",
     "MalformedResponseError",

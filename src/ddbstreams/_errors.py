@@ -15,7 +15,7 @@ DDBStreamsError                   base of everything below; .retriable says if t
 └── TransientError                retriable: the consumer backs off and tries again
     ├── ThrottledError            LimitExceededException, throttling
     ├── ServerError               HTTP 5xx, InternalServerError
-    │   └── MalformedResponseError  an answer's body is not the JSON the API documents
+    │   └── MalformedResponseError  an answer that is not a GetRecords page
     ├── EndpointUnreachableError  connection refused/reset, timeouts
     └── ExpiredIteratorError      a shard iterator was older than 15 minutes
 ```
@@ -61,10 +61,10 @@ class StreamDisabledError(DDBStreamsError):
 
 
 class TrimmedDataError(DDBStreamsError):
-    """Records of a shard were trimmed (older than 24 h) before this consumer read them.
+    """Records of a shard may have been trimmed (older than 24 h) before they were read.
 
-    Attributes name the lost range: ``shard_id`` and ``after_sequence_number`` (the
-    last sequence number that was delivered, or ``None`` if nothing was).
+    Attributes name the possibly lost range: ``shard_id`` and ``after_sequence_number``
+    (the last sequence number that was delivered, or ``None`` if nothing was).
     """
 
     def __init__(
@@ -106,7 +106,7 @@ class ServerError(TransientError):
 
 
 class MalformedResponseError(ServerError):
-    """An answer's body is not the JSON the API documents (cut short, or not JSON at all)."""
+    """An answer is not a ``GetRecords`` page: cut short, not JSON, or without ``Records``."""
 
 
 class EndpointUnreachableError(TransientError):
