@@ -19,7 +19,7 @@ from ddbstreams import (
     ThrottledError,
     TrimmedDataError,
 )
-from ddbstreams._client import StreamsAPI, map_error
+from ddbstreams._client import Interrupted, StreamsAPI, map_error
 from ddbstreams.testing import StreamSimulator
 
 
@@ -138,3 +138,24 @@ def test_raw_records_hook_leaves_errors_to_botocore() -> None:
     response = {"status_code": 400, "body": b'{"__type": "ExpiredIteratorException"}'}
     assert take_raw_records(response, by_ddbstreams=True) == {}
     assert response["body"] == b'{"__type": "ExpiredIteratorException"}'
+
+
+def test_a_missing_shard_is_named_as_a_shard_not_a_stream() -> None:
+    sim = StreamSimulator()
+    api = StreamsAPI(sim, attempts=1)
+    with pytest.raises(StreamNotFoundError) as caught:
+        api.get_shard_iterator(sim.stream_arn, "shardId-00000000000000000099-x", "LATEST", None)
+    message = str(caught.value)
+    assert "shard shardId-00000000000000000099-x of stream arn:aws:dynamodb" in message
+    assert "stream 'shardId" not in message
+    assert "removed 24 hours after it closes" in message
+
+
+def test_retry_waits_end_at_once_when_interrupted() -> None:
+    sim = StreamSimulator()
+    sim.throttle("DescribeStream", times=10)
+    api = StreamsAPI(sim, attempts=10)
+    api.interrupt()  # a stop before or during the waits: no wait happens at all
+    with pytest.raises(Interrupted):
+        api.describe_stream(sim.stream_arn)
+    assert sim.calls["DescribeStream"] == 1

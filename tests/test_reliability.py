@@ -25,6 +25,7 @@ from conftest import FAST
 from ddbstreams import (
     Checkpoint,
     CheckpointStoreError,
+    EndpointUnreachableError,
     ConsumerSettings,
     InMemoryCheckpointStore,
     Record,
@@ -527,3 +528,24 @@ def test_months_of_rollovers_keep_memory_and_the_store_bounded(tmp_path: Path) -
     assert len(collector.records) == written
     assert max(shards for shards, _ in sizes) <= 16
     assert max(rows for _, rows in sizes) <= 16
+
+
+def test_an_endpoint_that_is_not_up_yet_is_retried_with_one_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens here
+    consumer = StreamConsumer(
+        print,
+        table_name="orders",
+        endpoint_url=url,
+        region_name="us-east-1",
+        settings=ConsumerSettings(startup_timeout=0.5, request_attempts=1),
+    )
+    began = time.monotonic()
+    with pytest.raises(EndpointUnreachableError):
+        consumer.run()
+    assert time.monotonic() - began >= 0.5  # it kept trying for startup_timeout
+    waiting = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert len(waiting) == 1
