@@ -25,8 +25,8 @@ from conftest import FAST
 from ddbstreams import (
     Checkpoint,
     CheckpointStoreError,
-    EndpointUnreachableError,
     ConsumerSettings,
+    EndpointUnreachableError,
     InMemoryCheckpointStore,
     Record,
     SQLiteCheckpointStore,
