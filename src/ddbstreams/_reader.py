@@ -237,6 +237,10 @@ class ShardReader:
             self._iterator = None
             self._on_trimmed(exc, self.delivered)
             return False
+        except StreamNotFoundError as exc:
+            self._iterator = None
+            self._shard_gone(exc)
+            return False
         self._page = page
         self._held = next(page.records, None)
         if self._skip_created_before is not None:
