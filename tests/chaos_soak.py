@@ -147,6 +147,7 @@ def main() -> int:
         writer.join(max(0.0, remaining(deadline)))
         stream = sim_shards(sim)
         faults = Counter(server.faults)
+        calls = sum(server.requests.values())
         violations += [f"SimulatorServer failed: {error}" for error in server.errors]
     if written.error is not None:
         violations.append(f"the writer failed: {written.error!r}")
@@ -160,7 +161,7 @@ def main() -> int:
     print(
         f"chaos: seed={args.seed} records={len(written.by_sequence)} "
         f"delivered={figures['delivered']} kills={sum(r.killed for r in runs)} "
-        f"faults={faults.total()} (throttle={faults['throttle']} "
+        f"calls={calls} faults={faults.total()} (throttle={faults['throttle']} "
         f"5xx={faults['server_error']} malformed={faults['malformed']} "
         f"truncated={faults['truncated']} expired={faults['expired']}) "
         f"rollovers={written.rollovers} splits={written.splits} "
