@@ -13,7 +13,8 @@ database is read (the process is dead: the file is quiescent). When the writer i
 stream is disabled and a last run drains it and exits by itself. Then it checks:
 
 - every written record was delivered (lost=0), and nothing was delivered that was not written;
-- per item, the first deliveries come in write order (version 1, 2, 3, ...);
+- per item, the first deliveries come in write order (version 1, 2, 3, ...); within a run,
+  each shard's records come in sequence-number order;
 - no record is delivered twice within one run; a record delivered again by a later run has a
   sequence number above its shard's checkpoint when the run before was killed;
 - a checkpoint only covers records already delivered, never moves back, and ``finished``
@@ -299,11 +300,17 @@ def check(
     for index, run in enumerate(runs):
         before = runs[index - 1].checkpoints if index else {}
         in_this_run: set[int] = set()
+        last_of_shard: dict[str, int] = {}
         for shard, seq, key, version in run.deliveries:
             total += 1
             if written.by_sequence.get(seq) != (key, version) or shard_of.get(seq) != shard:
                 violation("unknown", f"run {run.number}: {shard} {seq} {key} v{version} unknown")
                 continue
+            if seq <= last_of_shard.get(shard, -1):
+                violation(
+                    "shard order", f"run {run.number}: {shard} {seq} after {last_of_shard[shard]}"
+                )
+            last_of_shard[shard] = seq
             if seq in in_this_run:
                 violation("dup", f"run {run.number} delivered {shard} {seq} twice")
             in_this_run.add(seq)
