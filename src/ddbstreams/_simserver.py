@@ -77,6 +77,17 @@ class SimulatorServer:
     ``GetRecords`` only. Change them while running with :meth:`set_faults`. :attr:`faults`
     counts what was injected, :attr:`requests` every call by operation.
 
+    Args:
+        simulator: the stream to serve (default: a new one-shard ``StreamSimulator``).
+        host: the address to listen on; keep it on loopback.
+        port: the port; 0 takes a free one (then in :attr:`port`).
+        seed: seeds the random choice of the calls that get a fault, and of its details.
+        throttle: rate of ``LimitExceededException`` answers.
+        server_error: rate of 500/503 answers.
+        malformed: rate of 200 answers that are not JSON.
+        truncated: rate of ``GetRecords`` answers cut short.
+        expired: rate of ``ExpiredIteratorException`` answers to ``GetRecords``.
+
     Example::
 
         sim = StreamSimulator(shard_count=2)
