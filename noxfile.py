@@ -57,6 +57,15 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """Chaos soak (not run by bare `nox`): SIGKILLs and wire faults, at-least-once checked.
+
+    `nox -s chaos -- --seed 7`; see tests/chaos_soak.py for the options."""
+    session.install(".")
+    session.run("python", "tests/chaos_soak.py", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
     session.install(".[local]", *group("bench"))

@@ -41,8 +41,15 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from ._local import LocalEndpoint
 from ._records import Record
+from ._simserver import SimulatorServer
 
-__all__ = ["LocalEndpoint", "RecordCollector", "StreamSimulator", "create_order_table"]
+__all__ = [
+    "LocalEndpoint",
+    "RecordCollector",
+    "SimulatorServer",
+    "StreamSimulator",
+    "create_order_table",
+]
 
 _HASH_SPACE = 2**32
 _MAX_DESCRIBE_PAGE = 100
