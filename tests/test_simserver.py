@@ -246,3 +246,46 @@ def test_a_consumer_over_http_gets_everything_in_order_despite_faults(
     for record in records:
         per_key.setdefault(record.keys["email"], []).append(int(record.new_image["version"]))
     assert all(versions_seen == sorted(versions_seen) for versions_seen in per_key.values())
+
+
+@pytest.mark.parametrize("operation", ["DescribeStream", "GetShardIterator", "DescribeTable"])
+def test_a_control_call_answered_with_garbage_is_malformed_and_retriable(
+    sim: StreamSimulator, operation: str
+) -> None:
+    # Found by the chaos soak: botocore parses a non-JSON 200 body into an answer without
+    # its members (or raises UnicodeDecodeError on binary); it used to stop the consumer.
+    shard_id = sim.open_shard_ids()[0]
+    calls = {
+        "DescribeStream": lambda api: api.describe_stream(sim.stream_arn),
+        "GetShardIterator": lambda api: api.get_shard_iterator(
+            sim.stream_arn, shard_id, "TRIM_HORIZON", None
+        ),
+        "DescribeTable": lambda api: api.resolve_stream_arn(sim.table_name),
+    }
+    with SimulatorServer(sim, seed=1) as server:
+        streams, dynamodb = build_boto3_clients(endpoint_url=server.url, region_name="us-east-1")
+        api = StreamsAPI(streams, dynamodb, attempts=1)
+        server.set_faults(malformed={operation: 1.0})
+        for _ in range(6):  # the seeded bodies: HTML, binary, broken, empty...
+            with pytest.raises(MalformedResponseError) as caught:
+                calls[operation](api)
+            assert caught.value.retriable
+
+
+def test_a_consumer_rides_out_garbage_answers_to_every_call(sim: StreamSimulator) -> None:
+    written = [sim.insert(order(n)) for n in range(6)]
+    with SimulatorServer(sim, seed=2) as server:
+        server.set_faults(malformed=0.5)
+        collector = RecordCollector()
+        with StreamConsumer(
+            collector,
+            table_name=sim.table_name,
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            settings=ConsumerSettings(
+                poll_interval=0.01, handler_retry_initial=0.01, handler_retry_max=0.05
+            ),
+        ):
+            collector.wait_for(6, timeout=30)
+        assert sum(server.faults.values()) > 0
+    assert sorted(collector.sequence_numbers()) == sorted(written)

@@ -33,6 +33,7 @@ from ._errors import (
     DDBStreamsError,
     EndpointUnreachableError,
     ExpiredIteratorError,
+    MalformedResponseError,
     ServerError,
     ServiceError,
     StreamNotEnabledError,
@@ -204,6 +205,18 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
     return ServiceError(detail, code=code)
 
 
+def _member(response: Any, name: str, operation: str) -> Any:
+    """A required member of an answer. botocore parses a 200 body that is not JSON (a proxy's
+    HTML page, a cut body) into an answer without its members: that is malformed."""
+    value = response.get(name) if isinstance(response, dict) else None
+    if value is None:
+        raise MalformedResponseError(
+            f"{operation} answered without {name}: the body was not the JSON the API "
+            "documents (is something between the consumer and the endpoint, such as a proxy?)"
+        )
+    return value
+
+
 class Interrupted(Exception):
     """A retry wait was cut short because the consumer is stopping."""
 
@@ -292,6 +305,10 @@ class StreamsAPI:
             return method(**kw)
         except (ClientError, BotoCoreError) as exc:
             raise map_error(exc, operation, resource) from exc
+        except UnicodeDecodeError as exc:  # botocore decoding a 200 body that is not text
+            raise MalformedResponseError(
+                f"{operation} on {resource} answered with a body that is not text: {exc}"
+            ) from exc
 
     def resolve_stream_arn(self, table_name: str, *, enabled_only: bool = False) -> str | None:
         """The table's current stream ARN, or a clear error if it has none.
@@ -303,9 +320,13 @@ class StreamsAPI:
                 "table_name= needs a client with describe_table (a boto3 'dynamodb' client or "
                 "a StreamSimulator); with a 'dynamodbstreams' client pass stream_arn= instead"
             )
-        table = self._call(
-            self._dynamodb.describe_table, "DescribeTable", table_name, TableName=table_name
-        )["Table"]
+        table = _member(
+            self._call(
+                self._dynamodb.describe_table, "DescribeTable", table_name, TableName=table_name
+            ),
+            "Table",
+            "DescribeTable",
+        )
         stream_arn = table.get("LatestStreamArn")
         enabled = table.get("StreamSpecification", {}).get("StreamEnabled", bool(stream_arn))
         if enabled_only:
@@ -323,9 +344,11 @@ class StreamsAPI:
         shards: list[ShardInfo] = []
         kwargs: dict[str, Any] = {"StreamArn": stream_arn}
         while True:
-            page = self._call(
-                self._streams.describe_stream, "DescribeStream", stream_arn, **kwargs
-            )["StreamDescription"]
+            page = _member(
+                self._call(self._streams.describe_stream, "DescribeStream", stream_arn, **kwargs),
+                "StreamDescription",
+                "DescribeStream",
+            )
             shards.extend(ShardInfo.from_wire(shard) for shard in page.get("Shards", []))
             last = page.get("LastEvaluatedShardId")
             if not last:
@@ -352,7 +375,7 @@ class StreamsAPI:
             f"shard {shard_id} of stream {stream_arn}",
             **kwargs,
         )
-        return str(response["ShardIterator"])
+        return str(_member(response, "ShardIterator", "GetShardIterator"))
 
     def get_records(self, shard_id: str, iterator: str, limit: int) -> RecordsPage:
         _ddbstreams_call.active = True
