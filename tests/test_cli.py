@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from conftest import put_order
-from ddbstreams._cli import describe, main
+from ddbstreams._cli import RedactSecrets, describe, main
 from ddbstreams.testing import LocalEndpoint, StreamSimulator, create_order_table
 
 pytestmark = pytest.mark.local_endpoint
@@ -38,6 +40,8 @@ def read_lines(process: subprocess.Popen[str], count: int, timeout: float = 20) 
         line = process.stdout.readline()
         if line:
             lines.append(line.rstrip("\n"))
+        else:
+            assert process.poll() is None, f"exited with {process.returncode}; got {lines}"
     return lines
 
 
@@ -60,6 +64,67 @@ def test_tail_json_prints_one_object_per_record(
     assert [r["event_name"] for r in records] == ["INSERT"] * 3
     assert [r["new_image"]["order_amount"] for r in records] == [10, 11, 12]
     assert records[0]["keys"] == {"email": "user0@example.com", "order_number": "2023/01/01#0"}
+
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIAFAKE0123456789AB",
+    "AWS_SECRET_ACCESS_KEY": "fakeSecret/0123456789abcdefghijklmnopqrstu",
+    "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEFakeSessionToken0123456789//+abcDEF==",
+}
+
+
+@pytest.mark.parametrize(
+    "verbose",
+    [["-v", "tail", "{table}"], ["tail", "{table}", "-v"], ["tail", "{table}", "-vv"]],
+    ids=["-v before tail", "-v after tail", "-vv"],
+)
+def test_verbose_logs_what_happens_and_never_a_credential(
+    local_endpoint: LocalEndpoint,
+    dynamodb: Any,
+    order_table: str,
+    tmp_path: Path,
+    verbose: list[str],
+) -> None:
+    put_order(dynamodb, order_table, "anil@example.com", "2023/01/01#1344")
+    stderr_path = tmp_path / "stderr"
+    args = [arg.format(table=order_table) for arg in verbose]
+    with stderr_path.open("w") as stderr:
+        tail = subprocess.Popen(
+            [*CLI, *args, "--endpoint-url", local_endpoint.url],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, **FAKE_CREDENTIALS},
+        )
+        try:
+            (line,) = read_lines(tail, 1)
+        finally:
+            tail.send_signal(signal.SIGINT)
+            out, _ = tail.communicate(timeout=10)
+    err = stderr_path.read_text()
+    assert line.startswith("INSERT ")
+    assert "INFO ddbstreams: consuming arn:aws:dynamodb:" in err  # verbose does log
+    if "-vv" in args:
+        assert "DEBUG botocore.endpoint: Sending http request" in err
+        assert "Authorization" in err
+    for output in (err, line + out):
+        for secret in FAKE_CREDENTIALS.values():
+            assert secret not in output
+        assert not re.search(r"(?i)signature['\"]?\s*[:=]\s*b?['\"]?\s*[0-9a-f]{16}", output)
+        assert not re.search(r"(?i)credential=AKIA", output)
+
+
+def test_redact_secrets_masks_credentials_by_shape() -> None:
+    redact = RedactSecrets().redact
+    assert redact("key ASIAABCDEFGHIJKLMNOP used") == "key <redacted> used"
+    assert redact("X-Amz-Security-Token=abc%2Fdef&X-Amz-Signature=0123456789abcdef0123") == (
+        "X-Amz-Security-Token=<redacted>&X-Amz-Signature=<redacted>"
+    )
+    assert redact("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG") == (
+        "aws_secret_access_key = <redacted>"
+    )
+    assert redact("Signature:\n" + "ab" * 32) == "Signature:\n<redacted>"
+    assert redact("table testing-orders") == "table testing-orders"
 
 
 def test_tail_missing_table_is_one_clear_line(

@@ -6,6 +6,8 @@ import argparse
 import base64
 import json
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -25,10 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddbstreams`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose + getattr(args, "verbose_after", 0))
     try:
         result: int = args.run(args)
         return result
@@ -39,15 +38,118 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+VERBOSE_HELP = (
+    "-v logs what ddbstreams does; -vv adds botocore's requests and answers "
+    "(credentials, tokens and signatures are masked)"
+)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class RedactSecrets(logging.Filter):
+    """Masks AWS credentials in log records: access key ids, secret keys, session tokens,
+    ``Authorization`` credentials and signatures, ``X-Amz-Security-Token``.
+
+    Known values (the ``AWS_*`` credential variables of the environment, if at least 12
+    characters: real ones are 16 to hundreds, dummy ones such as ``testing`` are words that
+    may be part of a table name) are masked wherever they appear; the rest is recognised by
+    its shape.
+    """
+
+    MASK = "<redacted>"
+    _SHAPES = (
+        # Authorization: ... Credential=AKIA.../20240101/us-east-1/dynamodb/aws4_request
+        re.compile(r"(?i)(\bcredential=)[^,\s'\"&]+"),
+        # Authorization's Signature=hex, X-Amz-Signature=hex, botocore.auth's "Signature:\nhex"
+        re.compile(r"(?i)(signature['\"]?\s*[:=]\s*b?['\"]?\s*)[0-9a-f]{16,}"),
+        # X-Amz-Security-Token header (dict repr or canonical request) or query parameter
+        re.compile(r"(?i)(security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,&}]+"),
+        # aws_secret_access_key = ..., "SecretAccessKey": "...", SessionToken
+        re.compile(
+            r"(?i)((?:secret_?access_?key|session_?token|security_?token)['\"]?\s*[:=]\s*b?['\"]?)"
+            r"[^'\"\s,&}]+"
+        ),
+        # access key ids: AKIA (long-term), ASIA (temporary) and the other IAM prefixes
+        re.compile(
+            r"()\b(?:AKIA|ASIA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|AGPA|ABIA|ACCA)[A-Z0-9]{12,}\b"
+        ),
+    )
+    _VARIABLES = (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+    )
+
+    def redact(self, text: str) -> str:
+        for name in self._VARIABLES:
+            value = os.environ.get(name, "")
+            if len(value) >= 12:
+                text = text.replace(value, self.MASK)
+        for shape in self._SHAPES:
+            text = shape.sub(lambda match: match.group(1) + self.MASK, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(verbosity: int) -> None:
+    """Warnings of every library to stderr; ``-v`` adds ddbstreams' own log, ``-vv`` botocore's
+    requests. Only the ``ddbstreams`` logger (and, at ``-vv``, botocore's and urllib3's) gets
+    more verbose: the root logger stays at WARNING, and every line goes through
+    :class:`RedactSecrets`."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = _StderrHandler()
+    _handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _handler.addFilter(RedactSecrets())
+    root.addHandler(_handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ddbstreams").setLevel(logging.DEBUG if verbosity >= 1 else logging.NOTSET)
+    for name in ("botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.NOTSET)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddbstreams", description="Consume Amazon DynamoDB Streams."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
+    # -v is also accepted after the command; its own dest, so neither count hides the other.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument(
+        "-v", "--verbose", action="count", default=0, dest="verbose_after", help=VERBOSE_HELP
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     tail = commands.add_parser(
-        "tail", help="print every change of a table, one line per record, until Ctrl-C"
+        "tail",
+        parents=[after],
+        help="print every change of a table, one line per record, until Ctrl-C",
     )
     tail.add_argument("table", help="the table whose stream to read")
     tail.add_argument("--endpoint-url", help="a local or custom endpoint")
@@ -67,7 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     tail.set_defaults(run=_tail)
 
     local = commands.add_parser(
-        "local", help="serve DynamoDB and DynamoDB Streams in memory (needs the 'local' extra)"
+        "local",
+        parents=[after],
+        help="serve DynamoDB and DynamoDB Streams in memory (needs the 'local' extra)",
     )
     local.add_argument("--host", default="127.0.0.1", help="address to listen on")
     local.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
