@@ -127,6 +127,37 @@ def test_redact_secrets_masks_credentials_by_shape() -> None:
     assert redact("table testing-orders") == "table testing-orders"
 
 
+def test_tail_ends_quietly_when_its_reader_closes_the_pipe(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str, tmp_path: Path
+) -> None:
+    # As in `ddbstreams tail TABLE | head -1`.
+    put_order(dynamodb, order_table, "user0@example.com", "1")
+    stderr_path = tmp_path / "stderr"
+    with stderr_path.open("w") as stderr:
+        tail = subprocess.Popen(
+            [*CLI, "tail", order_table, "--endpoint-url", local_endpoint.url],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            (line,) = read_lines(tail, 1)
+            assert tail.stdout is not None
+            tail.stdout.close()  # the reader goes away...
+            put_order(dynamodb, order_table, "user1@example.com", "1")  # ...before this is printed
+            status = tail.wait(15)
+        finally:
+            if tail.poll() is None:
+                tail.kill()
+                tail.wait()
+    assert line.startswith("INSERT ")
+    assert status == 0
+    err = stderr_path.read_text()
+    assert "Traceback" not in err
+    assert "BrokenPipe" not in err
+    assert "Exception ignored" not in err
+
+
 def test_tail_missing_table_is_one_clear_line(
     local_endpoint: LocalEndpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:

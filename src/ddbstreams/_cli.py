@@ -127,6 +127,7 @@ def configure_logging(verbosity: int) -> None:
     _handler = _StderrHandler()
     _handler.setFormatter(logging.Formatter(LOG_FORMAT))
     _handler.addFilter(RedactSecrets())
+    _handler.addFilter(lambda record: not _is_stdout_closed(record))  # not a handler failure
     root.addHandler(_handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("ddbstreams").setLevel(logging.DEBUG if verbosity >= 1 else logging.NOTSET)
@@ -179,13 +180,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (``ddbstreams tail T | head -1``): the record was not
+    printed, so it is not delivered either; ``tail`` stops and exits quietly."""
+
+
+def _is_stdout_closed(record: logging.LogRecord) -> bool:
+    return bool(record.exc_info and isinstance(record.exc_info[1], StdoutClosed))
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so that flushing what is still buffered
+    at exit does not end in "Exception ignored ... BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def _tail(args: argparse.Namespace) -> int:
     lock = threading.Lock()
+    stdout_closed = threading.Event()
 
     def print_record(record: Record) -> None:
         line = json.dumps(record_as_json(record)) if args.json else describe(record)
         with lock:
-            print(line, flush=True)
+            if stdout_closed.is_set():
+                raise StdoutClosed
+            try:
+                print(line, flush=True)
+            except BrokenPipeError:
+                stdout_closed.set()
+                _silence_stdout()
+                consumer.stop()  # from a handler: asks for the stop, which follows its return
+                raise StdoutClosed from None  # not printed: not delivered, not checkpointed
 
     consumer = StreamConsumer(
         print_record,
