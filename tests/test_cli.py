@@ -248,6 +248,18 @@ def test_local_port_taken_is_one_clear_line(capsys: pytest.CaptureFixture[str]) 
     )
 
 
+@pytest.mark.parametrize("port", ["99999", "-5", "http"])
+def test_local_port_out_of_range_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["local", "--port", port])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --port: {port!r} is not a port number: give one from 0 to 65535" in err
+    assert "Traceback" not in err
+
+
 def test_local_without_the_extra_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve DynamoDB and DynamoDB Streams in memory (needs the 'local' extra)",
     )
     local.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    local.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    local.add_argument("--port", type=_port, default=8000, help="port (0 picks a free one)")
     local.set_defaults(run=_local)
     return parser
 
@@ -197,6 +197,18 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number: give one from 0 to 65535 (0 picks a free one)"
+        )
+    return port
 
 
 def _tail(args: argparse.Namespace) -> int:
