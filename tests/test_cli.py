@@ -168,6 +168,37 @@ def test_tail_missing_table_is_one_clear_line(
     assert "Traceback" not in err
 
 
+def test_errors_name_the_command_line_flags(
+    local_endpoint: LocalEndpoint,
+    order_table: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def error_of(*args: str) -> str:
+        assert main(["tail", order_table, *args]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("ddbstreams: error: ")
+        return err
+
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("not a database, but somebody's notes\n" * 200)
+    err = error_of("--endpoint-url", local_endpoint.url, "--checkpoint-db", str(not_a_db))
+    assert "give --checkpoint-db another path" in err
+    assert "SQLiteCheckpointStore" not in err
+
+    err = error_of("--endpoint-url", "localhost:8000")
+    assert "--endpoint-url must start with http:// or https://" in err
+    assert "endpoint_url" not in err
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    err = error_of("--endpoint-url", local_endpoint.url)
+    assert "no AWS region is configured: pass --region us-east-1 (for example)" in err
+    assert "region_name" not in err
+
+
 def test_describe_shows_what_changed() -> None:
     sim = StreamSimulator()
     old = {"email": "a@example.com", "order_number": "1", "order_status": "pending"}

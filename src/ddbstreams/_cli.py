@@ -32,10 +32,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.run(args)
         return result
     except DDBStreamsError as exc:
-        print(f"ddbstreams: error: {exc}", file=sys.stderr)
+        print(f"ddbstreams: error: {in_cli_words(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+# Error messages name the Python API's parameters; on the command line, the flags that set them.
+CLI_WORDS = (
+    ("region_name='us-east-1'", "--region us-east-1"),
+    ("region_name", "--region"),
+    ("endpoint_url", "--endpoint-url"),
+    ("table_name=", "the TABLE argument"),
+    ("table_name", "the TABLE argument"),
+    ("SQLiteCheckpointStore", "--checkpoint-db"),
+    ("poll_interval", "--poll-interval"),
+    ("start_position", "--from"),
+    (
+        "set trimmed_data='restart_from_trim_horizon'",
+        "move the --checkpoint-db file aside (tail then starts again from --from)",
+    ),
+)
+
+
+def in_cli_words(message: str) -> str:
+    """An error message of the Python API, with the command line's names for its parameters."""
+    for api_words, cli_words in CLI_WORDS:
+        message = message.replace(api_words, cli_words)
+    return message
 
 
 VERBOSE_HELP = (
