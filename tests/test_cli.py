@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from conftest import put_order
-from ddbstreams._cli import RedactSecrets, describe, main
+from ddbstreams._cli import RedactSecrets, _parser, describe, main
 from ddbstreams.testing import LocalEndpoint, StreamSimulator, create_order_table
 
 pytestmark = pytest.mark.local_endpoint
@@ -197,6 +197,29 @@ def test_errors_name_the_command_line_flags(
     err = error_of("--endpoint-url", local_endpoint.url)
     assert "no AWS region is configured: pass --region us-east-1 (for example)" in err
     assert "region_name" not in err
+
+
+@pytest.mark.parametrize(
+    ("spelling", "position"),
+    [
+        ("latest", "LATEST"),
+        ("LATEST", "LATEST"),
+        ("trim-horizon", "TRIM_HORIZON"),
+        ("trim_horizon", "TRIM_HORIZON"),
+        ("TRIM_HORIZON", "TRIM_HORIZON"),
+    ],
+)
+def test_from_accepts_any_case_and_underscore(spelling: str, position: str) -> None:
+    assert _parser().parse_args(["tail", "T", "--from", spelling]).start == position
+
+
+def test_from_refuses_other_positions(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["tail", "T", "--from", "earliest"])
+    assert exit_.value.code == 2
+    assert "'earliest' is not a start position: give trim-horizon or latest" in (
+        capsys.readouterr().err
+    )
 
 
 def test_describe_shows_what_changed() -> None:

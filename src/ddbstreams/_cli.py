@@ -20,7 +20,7 @@ from ._consumer import StreamConsumer
 from ._errors import DDBStreamsError
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
 from ._records import Record
-from ._settings import ConsumerSettings
+from ._settings import ConsumerSettings, StartPosition, canonical_start_position
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--from",
         dest="start",
-        choices=["trim-horizon", "latest"],
+        type=_start_position,
+        metavar="{trim-horizon,latest}",
         default="trim-horizon",
         help="where to start on shards without a checkpoint (default: trim-horizon)",
     )
@@ -221,6 +222,15 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def _start_position(text: str) -> StartPosition:
+    position = canonical_start_position(text)
+    if position is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a start position: give trim-horizon or latest"
+        )
+    return position
 
 
 def _port(text: str) -> int:
@@ -263,7 +273,7 @@ def _tail(args: argparse.Namespace) -> int:
             else InMemoryCheckpointStore()
         ),
         settings=ConsumerSettings(
-            start_position="LATEST" if args.start == "latest" else "TRIM_HORIZON",
+            start_position=args.start,
             poll_interval=args.poll_interval,
         ),
     )
