@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,84 @@ def test_tail_json_prints_one_object_per_record(
     assert [r["event_name"] for r in records] == ["INSERT"] * 3
     assert [r["new_image"]["order_amount"] for r in records] == [10, 11, 12]
     assert records[0]["keys"] == {"email": "user0@example.com", "order_number": "2023/01/01#0"}
+
+
+class Lines:
+    """The lines of a child's output stream, each waited for with a timeout."""
+
+    def __init__(self, stream: Any) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put("<EOF>")
+
+    def next(self, timeout: float = 20) -> str:
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout} s") from None
+
+    def until(self, prefix: str, timeout: float = 20) -> str:
+        """The first line starting with ``prefix`` (the ones before it are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next(max(0.0, deadline - time.monotonic()))
+            assert line != "<EOF>", f"the stream ended before a line starting {prefix!r}"
+            if line.startswith(prefix):
+                return line
+
+
+def tail_process(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "tail", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
+
+
+def test_tail_tells_what_it_reads(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    arn = dynamodb.describe_table(TableName=order_table)["Table"]["LatestStreamArn"]
+    tail = tail_process(order_table, "--endpoint-url", local_endpoint.url, "--from", "LATEST")
+    try:
+        header = Lines(tail.stderr).until("tailing ")
+    finally:
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(10) == 0
+    assert header == f"tailing {arn} (1 shard, from latest); Ctrl-C stops"
+
+
+def test_second_ctrl_c_exits_at_once_without_a_traceback(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    # A record far larger than a pipe's buffer, and nobody reading stdout past its first
+    # character: the handler stays blocked in print, so the clean stop cannot finish.
+    dynamodb.put_item(
+        TableName=order_table,
+        Item={
+            "email": {"S": "anil@example.com"},
+            "order_number": {"S": "1"},
+            "note": {"S": "x" * 300_000},
+        },
+    )
+    tail = tail_process(order_table, "--endpoint-url", local_endpoint.url)
+    try:
+        assert tail.stdout is not None
+        stderr = Lines(tail.stderr)
+        stderr.until("tailing ")
+        assert tail.stdout.read(1) == "I"  # the handler is printing the INSERT...
+        tail.send_signal(signal.SIGINT)
+        assert stderr.next() == "stopping… (Ctrl-C again to exit at once)"
+        assert tail.poll() is None  # ...and cannot finish, so neither can the clean stop
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(10) == 130
+        assert stderr.next() == "<EOF>"  # nothing more: no traceback
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
 
 
 FAKE_CREDENTIALS = {

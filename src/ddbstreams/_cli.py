@@ -11,8 +11,10 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from decimal import Decimal
+from types import FrameType
 from typing import Any
 
 from ._checkpoints import InMemoryCheckpointStore, SQLiteCheckpointStore
@@ -277,7 +279,61 @@ def _tail(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
         ),
     )
-    consumer.run()
+    where = args.start.lower().replace("_", "-")
+    if args.checkpoint_db:
+        where += f" where {args.checkpoint_db} has no checkpoint"
+    return _run_until_stopped(consumer, where)
+
+
+def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
+    """Run ``consumer`` in a thread; the main thread tells what is read and handles signals.
+
+    The first Ctrl-C (or SIGTERM) stops cleanly: handler calls in progress finish and
+    checkpoints are written. A second one exits at once (status 128 + signal number),
+    without waiting for a handler that may never return.
+    """
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consumer.run()  # outside the main thread it leaves signals to us
+        except BaseException as exc:
+            failures.append(exc)
+
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            os._exit(128 + signum)
+
+    thread = threading.Thread(target=run, name="tail-consumer", daemon=True)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread.start()
+        started, announced, stopping = time.monotonic(), False, False
+        while thread.is_alive():
+            thread.join(0.1)
+            if received and not stopping:
+                stopping = True
+                print("stopping… (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+                consumer.stop()
+            if not announced and consumer.stream_arn is not None:
+                shards = consumer.shards()
+                if shards or time.monotonic() - started > 2:
+                    announced = True
+                    count = f"{len(shards)} shard{'s' if len(shards) != 1 else ''}, "
+                    print(
+                        f"tailing {consumer.stream_arn} ({count if shards else ''}from "
+                        f"{where}); Ctrl-C stops",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failures:
+        raise failures[0]
     return 0
 
 
