@@ -146,6 +146,48 @@ def test_second_ctrl_c_exits_at_once_without_a_traceback(
             tail.wait()
 
 
+def test_tail_waits_for_an_endpoint_that_starts_after_it(dynamodb: Any, order_table: str) -> None:
+    # `ddbstreams local & ddbstreams tail ...`: tail first, on a port where nothing listens.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    tail = tail_process(order_table, "--endpoint-url", url, "--connect-timeout", "60")
+    try:
+        stderr = Lines(tail.stderr)
+        assert stderr.next() == f"waiting for the endpoint at {url}…"
+        # The endpoints of one process share moto's state: the table (made through the
+        # session's endpoint) is there as soon as this one listens.
+        with LocalEndpoint("127.0.0.1", port) as late:
+            late_dynamodb = boto3.client("dynamodb", **late.client_kwargs())
+            put_order(late_dynamodb, order_table, "anil@example.com", "2023/01/01#1344")
+            stderr.until("tailing ")
+            (line,) = read_lines(tail, 1)
+            tail.send_signal(signal.SIGINT)
+            assert tail.wait(10) == 0
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+    assert line.startswith("INSERT ")
+    assert "email=anil@example.com" in line
+
+
+def test_tail_gives_up_on_an_endpoint_after_connect_timeout(
+    order_table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    assert main(["tail", order_table, "--endpoint-url", url, "--connect-timeout", "0.5"]) == 1
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"waiting for the endpoint at {url}…"
+    assert err[1].startswith(f"ddbstreams: error: nothing answered at {url} for 0.5 s (")
+    assert err[1].endswith(
+        "Check --endpoint-url and --region and that the endpoint is running, or wait longer "
+        "with --connect-timeout."
+    )
+    assert len(err) == 2
+
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "AKIAFAKE0123456789AB",
     "AWS_SECRET_ACCESS_KEY": "fakeSecret/0123456789abcdefghijklmnopqrstu",

@@ -18,8 +18,9 @@ from types import FrameType
 from typing import Any
 
 from ._checkpoints import InMemoryCheckpointStore, SQLiteCheckpointStore
+from ._client import StreamsAPI, build_boto3_clients
 from ._consumer import StreamConsumer
-from ._errors import DDBStreamsError
+from ._errors import DDBStreamsError, EndpointUnreachableError
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
 from ._records import Record
 from ._settings import ConsumerSettings, StartPosition, canonical_start_position
@@ -194,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint-db", help="a SQLite file to resume from (default: no checkpoints)"
     )
     tail.add_argument("--poll-interval", type=float, default=0.25, help="seconds (default 0.25)")
+    tail.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds to wait for an endpoint that does not answer yet (default 10)",
+    )
     tail.set_defaults(run=_tail)
 
     local = commands.add_parser(
@@ -233,6 +240,16 @@ def _start_position(text: str) -> StartPosition:
             f"{text!r} is not a start position: give trim-horizon or latest"
         )
     return position
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return seconds
 
 
 def _port(text: str) -> int:
@@ -279,10 +296,38 @@ def _tail(args: argparse.Namespace) -> int:
             poll_interval=args.poll_interval,
         ),
     )
+    _wait_for_endpoint(args)
     where = args.start.lower().replace("_", "-")
     if args.checkpoint_db:
         where += f" where {args.checkpoint_db} has no checkpoint"
     return _run_until_stopped(consumer, where)
+
+
+def _wait_for_endpoint(args: argparse.Namespace) -> None:
+    """Ask for the table's stream until the endpoint answers, for --connect-timeout seconds:
+    ``ddbstreams local & ddbstreams tail ...`` starts both at once. Any answer ends the wait;
+    an error answer (no such table, no stream) is raised at once."""
+    streams, dynamodb = build_boto3_clients(endpoint_url=args.endpoint_url, region_name=args.region)
+    api = StreamsAPI(streams, dynamodb, attempts=1)
+    url = args.endpoint_url or dynamodb.meta.endpoint_url
+    deadline = time.monotonic() + args.connect_timeout
+    waiting = False
+    while True:
+        try:
+            api.resolve_stream_arn(args.table)
+            return
+        except EndpointUnreachableError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EndpointUnreachableError(
+                    f"nothing answered at {url} for {args.connect_timeout:g} s ({exc.__cause__}). "
+                    "Check --endpoint-url and --region and that the endpoint is running, or "
+                    "wait longer with --connect-timeout."
+                ) from exc
+            if not waiting:
+                waiting = True
+                print(f"waiting for the endpoint at {url}…", file=sys.stderr, flush=True)
+            time.sleep(min(0.2, left))
 
 
 def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
