@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import re
@@ -20,7 +21,7 @@ import boto3
 import pytest
 
 from conftest import put_order
-from ddbstreams._cli import RedactSecrets, _parser, describe, main
+from ddbstreams._cli import RedactSecrets, _parser, configure_logging, describe, main
 from ddbstreams.testing import LocalEndpoint, StreamSimulator, create_order_table
 
 pytestmark = pytest.mark.local_endpoint
@@ -342,6 +343,15 @@ def test_from_refuses_other_positions(capsys: pytest.CaptureFixture[str]) -> Non
     assert "'earliest' is not a start position: give trim-horizon or latest" in (
         capsys.readouterr().err
     )
+
+
+def test_log_lines_name_the_command_line_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(0)
+    logging.getLogger("ddbstreams").warning("%s: check endpoint_url / region_name", "DescribeTable")
+    logging.getLogger("other").warning("endpoint_url is another library's business")
+    err = capsys.readouterr().err
+    assert "WARNING ddbstreams: DescribeTable: check --endpoint-url / --region" in err
+    assert "WARNING other: endpoint_url is another library's business" in err
 
 
 def test_describe_shows_what_changed() -> None:

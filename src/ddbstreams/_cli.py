@@ -65,6 +65,13 @@ def in_cli_words(message: str) -> str:
     return message
 
 
+def _log_in_cli_words(record: logging.LogRecord) -> bool:
+    """ddbstreams' own log lines (warnings embed error messages) in the command line's words."""
+    if record.name == "ddbstreams" or record.name.startswith("ddbstreams."):
+        record.msg, record.args = in_cli_words(record.getMessage()), None
+    return True
+
+
 VERBOSE_HELP = (
     "-v logs what ddbstreams does; -vv adds botocore's requests and answers "
     "(credentials, tokens and signatures are masked)"
@@ -153,6 +160,7 @@ def configure_logging(verbosity: int) -> None:
         root.removeHandler(_handler)
     _handler = _StderrHandler()
     _handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _handler.addFilter(_log_in_cli_words)
     _handler.addFilter(RedactSecrets())
     _handler.addFilter(lambda record: not _is_stdout_closed(record))  # not a handler failure
     root.addHandler(_handler)
