@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -20,8 +21,16 @@ from typing import Any
 import boto3
 import pytest
 
+import ddbstreams
 from conftest import put_order
-from ddbstreams._cli import RedactSecrets, _parser, configure_logging, describe, main
+from ddbstreams._cli import (
+    RedactSecrets,
+    _parser,
+    configure_logging,
+    describe,
+    main,
+    record_as_json,
+)
 from ddbstreams.testing import LocalEndpoint, StreamSimulator, create_order_table
 
 pytestmark = pytest.mark.local_endpoint
@@ -352,6 +361,42 @@ def test_log_lines_name_the_command_line_flags(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "WARNING ddbstreams: DescribeTable: check --endpoint-url / --region" in err
     assert "WARNING other: endpoint_url is another library's business" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"ddbstreams {ddbstreams.__version__}\n"
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    parser = _parser()
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"ddbstreams": parser, **commands.choices}
+
+
+@pytest.mark.parametrize("command", ["ddbstreams", "tail", "local"])
+def test_every_help_has_a_description_and_every_option_its_default(command: str) -> None:
+    parser = parsers()[command]
+    assert parser.description
+    for action in parser._actions:
+        if action.option_strings and action.dest not in ("help", "version"):
+            assert "(default: " in (action.help or ""), action.option_strings
+
+
+def test_tail_help_lists_the_json_fields_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["tail", "--help"])
+    help_text = capsys.readouterr().out
+    sim = StreamSimulator()
+    sim.insert({"email": "a@example.com", "order_number": "1"})
+    shard = sim.open_shard_ids()[0]
+    fields = record_as_json(ddbstreams.Record(sim.records(shard)[0], shard))
+    for field in fields:
+        assert f"    {field}" in help_text or f", {field}" in help_text, field
+    assert "\nexamples:\n  ddbstreams tail " in help_text
+    assert "(default: trim-horizon)" in help_text
 
 
 def test_describe_shows_what_changed() -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from decimal import Decimal
 from types import FrameType
 from typing import Any
 
+from . import __version__
 from ._checkpoints import InMemoryCheckpointStore, SQLiteCheckpointStore
 from ._client import StreamsAPI, build_boto3_clients
 from ._consumer import StreamConsumer
@@ -73,8 +75,8 @@ def _log_in_cli_words(record: logging.LogRecord) -> bool:
 
 
 VERBOSE_HELP = (
-    "-v logs what ddbstreams does; -vv adds botocore's requests and answers "
-    "(credentials, tokens and signatures are masked)"
+    "-v logs what ddbstreams does; -vv adds botocore's requests and answers, with "
+    "credentials, tokens and signatures masked (default: warnings and errors only)"
 )
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -170,10 +172,57 @@ def configure_logging(verbosity: int) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.NOTSET)
 
 
+TAIL_EPILOG = """\
+output:
+  One line per record on stdout, for example:
+    INSERT 1100000000017454423009 email=anil@example.com order_number=1344 {"status": "new"}
+    MODIFY 1100000000017454423010 email=anil@example.com order_number=1344 changed status: \
+new -> shipped
+    REMOVE 1100000000017454423011 email=anil@example.com order_number=1344 {"status": "shipped"}
+
+  With --json, one JSON object per line, with the fields:
+    event_name                 INSERT, MODIFY or REMOVE
+    sequence_number            the record's sequence number (a string of digits)
+    shard_id                   the shard it was read from
+    approximate_creation_time  when the change was made (ISO 8601), or null
+    keys                       the item's key attributes
+    new_image, old_image       the item after and before the change, or null when the
+                               stream's view type leaves it out
+    user_identity              who made the change (a TTL deletion), or null
+  Numbers are JSON numbers, binary values base64 strings, sets lists.
+  What tail says about itself (the stream it reads, stopping, errors) goes to stderr.
+
+examples:
+  ddbstreams tail example-customer-order-table --endpoint-url http://localhost:8000
+  ddbstreams tail orders --from latest --json | jq -c .new_image
+  ddbstreams tail orders --checkpoint-db orders.db   # resumes where the last run stopped
+  ddbstreams tail orders | head -3                   # the first three changes, then exits
+"""
+
+LOCAL_EPILOG = """\
+examples:
+  ddbstreams local --port 8000 &
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+  aws dynamodb list-tables --endpoint-url http://localhost:8000
+  ddbstreams tail example-customer-order-table --endpoint-url http://localhost:8000
+"""
+
+
+def _wrapped(text: str) -> str:
+    return textwrap.fill(text, width=79)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ddbstreams", description="Consume Amazon DynamoDB Streams."
+        prog="ddbstreams",
+        description=_wrapped(
+            "Consume Amazon DynamoDB Streams: print a table's changes as they happen (tail), "
+            "or serve DynamoDB and DynamoDB Streams locally (local)."
+        ),
+        epilog="'ddbstreams COMMAND --help' tells a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     # -v is also accepted after the command; its own dest, so neither count hides the other.
     after = argparse.ArgumentParser(add_help=False)
@@ -186,28 +235,59 @@ def _parser() -> argparse.ArgumentParser:
         "tail",
         parents=[after],
         help="print every change of a table, one line per record, until Ctrl-C",
+        description=_wrapped(
+            "Print every change of TABLE as it happens, one line per record, until Ctrl-C: "
+            "every shard of the table's stream, parents before children."
+        ),
+        epilog=TAIL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tail.add_argument("table", help="the table whose stream to read")
-    tail.add_argument("--endpoint-url", help="a local or custom endpoint")
-    tail.add_argument("--region", help="the AWS region (default: from the environment)")
+    tail.add_argument("table", metavar="TABLE", help="the table whose stream to read")
+    tail.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="a local or custom endpoint, such as http://localhost:8000 (default: AWS itself)",
+    )
+    tail.add_argument(
+        "--region",
+        help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the AWS config file)",
+    )
     tail.add_argument(
         "--from",
         dest="start",
         type=_start_position,
         metavar="{trim-horizon,latest}",
         default="trim-horizon",
-        help="where to start on shards without a checkpoint (default: trim-horizon)",
+        help="where to start on shards without a checkpoint: the oldest record still kept "
+        "(trim-horizon) or only changes made from now on (latest); any case, _ or - "
+        "(default: trim-horizon)",
     )
-    tail.add_argument("--json", action="store_true", help="print one JSON object per line")
     tail.add_argument(
-        "--checkpoint-db", help="a SQLite file to resume from (default: no checkpoints)"
+        "--json",
+        action="store_true",
+        help="print one JSON object per record, fields below (default: one readable line)",
     )
-    tail.add_argument("--poll-interval", type=float, default=0.25, help="seconds (default 0.25)")
+    tail.add_argument(
+        "--checkpoint-db",
+        metavar="PATH",
+        help="a SQLite file where tail keeps how far it has read, so that the next run "
+        "resumes there (default: none, every run starts at --from)",
+    )
+    tail.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        default=0.25,
+        help="how long to wait after an empty read before asking a shard again "
+        "(default: %(default)s)",
+    )
     tail.add_argument(
         "--connect-timeout",
         type=_seconds,
+        metavar="SECONDS",
         default=10.0,
-        help="seconds to wait for an endpoint that does not answer yet (default 10)",
+        help="how long to wait for an endpoint that does not answer yet, such as a "
+        "'ddbstreams local' started at the same time (default: %(default)g)",
     )
     tail.set_defaults(run=_tail)
 
@@ -215,9 +295,23 @@ def _parser() -> argparse.ArgumentParser:
         "local",
         parents=[after],
         help="serve DynamoDB and DynamoDB Streams in memory (needs the 'local' extra)",
+        description=_wrapped(
+            "Serve DynamoDB and DynamoDB Streams in memory over HTTP (moto's server), until "
+            "Ctrl-C or SIGTERM: the AWS CLI, boto3 and 'ddbstreams tail' reach it with "
+            "--endpoint-url and any credentials. Needs pip install 'ddbstreams[local]'."
+        ),
+        epilog=LOCAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    local.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    local.add_argument("--port", type=_port, default=8000, help="port (0 picks a free one)")
+    local.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)"
+    )
+    local.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="the port to listen on; 0 picks a free one (default: %(default)s)",
+    )
     local.set_defaults(run=_local)
     return parser
 
