@@ -466,6 +466,37 @@ def test_local_serves_the_exercise_commands() -> None:
         assert server.wait(10) == 0
 
 
+@pytest.mark.parametrize("account_id_endpoint_mode", [None, "preferred", "required"])
+def test_local_endpoint_leaves_the_environment_alone(
+    monkeypatch: pytest.MonkeyPatch, account_id_endpoint_mode: str | None
+) -> None:
+    monkeypatch.delenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", raising=False)
+    if account_id_endpoint_mode is not None:
+        monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", account_id_endpoint_mode)
+        monkeypatch.setenv("AWS_ACCOUNT_ID", "123456789012")
+    environment = dict(os.environ)
+    with LocalEndpoint("127.0.0.1", 0) as endpoint:
+        assert dict(os.environ) == environment
+        # Clients built from client_kwargs() reach DynamoDB Streams, whatever the mode: with
+        # an endpoint_url, botocore never picks an account-based endpoint.
+        dynamodb = boto3.client("dynamodb", **endpoint.client_kwargs())
+        streams = boto3.client("dynamodbstreams", **endpoint.client_kwargs())
+        table = f"environment-{account_id_endpoint_mode}-{os.getpid()}"
+        create_order_table(dynamodb, table)
+        try:
+            put_order(dynamodb, table, "anil@example.com", "2023/01/01#1344")
+            arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+            (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+            iterator = streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            (record,) = streams.get_records(ShardIterator=iterator)["Records"]
+        finally:
+            dynamodb.delete_table(TableName=table)
+    assert record["eventName"] == "INSERT"
+    assert dict(os.environ) == environment
+
+
 def test_local_port_taken_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
