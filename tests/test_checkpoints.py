@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,6 +152,103 @@ def test_sqlite_rejects_a_database_with_a_foreign_table(tmp_path: Path) -> None:
         SQLiteCheckpointStore(path)
 
 
-def test_sqlite_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointStoreError, match="cannot use"):
+def test_sqlite_missing_directory_says_so(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointStoreError) as error:
         SQLiteCheckpointStore(tmp_path / "missing-dir" / "c.db")
+    message = str(error.value)
+    assert f"the directory '{tmp_path / 'missing-dir'}' does not exist" in message
+    assert f"mkdir -p {tmp_path / 'missing-dir'}" in message
+    assert "damaged" not in message
+
+
+def test_sqlite_directory_under_a_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("notes")
+    with pytest.raises(CheckpointStoreError, match="is a file, not a directory") as error:
+        SQLiteCheckpointStore(tmp_path / "notes.txt" / "c.db")
+    assert "damaged" not in str(error.value)
+
+
+def test_sqlite_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointStoreError, match="it is a directory") as error:
+        SQLiteCheckpointStore(tmp_path)
+    assert "damaged" not in str(error.value)
+
+
+def test_sqlite_locked_database_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(CheckpointStoreError, match=r"kept it locked for more than 0\.1 s"):
+            SQLiteCheckpointStore(path, timeout=0.1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+# Root reads and writes any file whatever its permissions, by its capabilities
+# CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: run as root, the check runs in a child process
+# that drops both from its bounding set (prctl PR_CAPBSET_DROP) and executes Python anew,
+# so that the kernel refuses it as it would refuse any other user.
+_WITHOUT_ROOT_OVERRIDE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+        sys.exit(77)
+os.execv(sys.executable, [sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
+"""
+_OPEN_STORE = """
+import sys
+from ddbstreams import CheckpointStoreError, SQLiteCheckpointStore
+try:
+    SQLiteCheckpointStore(sys.argv[1])
+except CheckpointStoreError as exc:
+    print(exc)
+else:
+    print("opened")
+"""
+
+
+def open_store_without_permission_override(path: Path) -> str:
+    """The error of opening ``path`` as a process that file permissions apply to."""
+    if os.geteuid() != 0:
+        try:
+            SQLiteCheckpointStore(path)
+        except CheckpointStoreError as exc:
+            return str(exc)
+        return "opened"
+    if not sys.platform.startswith("linux"):
+        pytest.skip("running as root, and dropping root's capabilities needs Linux")
+    child = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_ROOT_OVERRIDE, _OPEN_STORE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if child.returncode == 77:
+        pytest.skip("running as root, and this process may not drop its capabilities")
+    assert child.returncode == 0, child.stderr
+    return child.stdout.strip()
+
+
+def test_sqlite_read_only_file_says_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.db"
+    SQLiteCheckpointStore(path).close()
+    path.chmod(0o400)  # read-only: a checkpoint store must write
+    message = open_store_without_permission_override(path)
+    assert "may not both read and write the file" in message
+    assert "damaged" not in message
+
+
+def test_sqlite_unwritable_directory_says_permissions(tmp_path: Path) -> None:
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    directory.chmod(0o500)
+    try:
+        message = open_store_without_permission_override(directory / "checkpoints.db")
+    finally:
+        directory.chmod(0o700)
+    assert f"may not create files in '{directory}'" in message
+    assert "damaged" not in message

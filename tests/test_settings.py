@@ -37,6 +37,36 @@ def test_invalid_setting_names_the_parameter(field: str, value: Any) -> None:
         ConsumerSettings(**{field: value})
 
 
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("LATEST", "LATEST"),
+        ("latest", "LATEST"),
+        ("Latest", "LATEST"),
+        ("TRIM_HORIZON", "TRIM_HORIZON"),
+        ("trim_horizon", "TRIM_HORIZON"),
+        ("trim-horizon", "TRIM_HORIZON"),
+        ("TRIM-HORIZON", "TRIM_HORIZON"),
+    ],
+)
+def test_start_position_accepts_any_case_and_a_hyphen(spelling: str, canonical: str) -> None:
+    assert ConsumerSettings(start_position=spelling).start_position == canonical
+    consumer = StreamConsumer(
+        handler,
+        stream_arn=ARN,
+        client=StreamSimulator(),
+        start_position=spelling,
+    )
+    assert consumer.settings.start_position == canonical
+    assert ConsumerSettings(start_position=spelling) == ConsumerSettings(start_position=canonical)
+
+
+@pytest.mark.parametrize("spelling", ["trim horizon", "LATEST ", "earliest", "", None, 0])
+def test_start_position_refuses_other_values(spelling: Any) -> None:
+    with pytest.raises(ConfigurationError, match="start_position must be one of"):
+        ConsumerSettings(start_position=spelling)
+
+
 def test_retry_bounds_must_be_ordered() -> None:
     with pytest.raises(ConfigurationError, match="handler_retry_max"):
         ConsumerSettings(handler_retry_initial=5, handler_retry_max=1)
@@ -71,7 +101,7 @@ def test_invalid_consumer_arguments(kwargs: dict[str, Any], message: str) -> Non
 
 def test_handler_must_be_callable() -> None:
     with pytest.raises(ConfigurationError, match="handler"):
-        StreamConsumer("print", stream_arn=ARN, region_name="us-east-1")  # type: ignore[arg-type]
+        StreamConsumer("print", stream_arn=ARN, region_name="us-east-1")
 
 
 def test_async_handler_is_refused_rather_than_never_awaited() -> None:

@@ -135,6 +135,9 @@ class SQLiteCheckpointStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
         self._lock = threading.Lock()
+        if os.path.isfile(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
+            # SQLite would open it read-only, and fail only at the first save.
+            raise _open_error(self.path, None, timeout)
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -152,11 +155,7 @@ class SQLiteCheckpointStore:
                 "FROM ddbstreams_checkpoints LIMIT 1"
             ).fetchall()
         except sqlite3.Error as exc:
-            raise CheckpointStoreError(
-                f"cannot use {self.path!r} as a checkpoint database ({exc}). If the file is "
-                "damaged or belongs to something else, move it aside or give "
-                "SQLiteCheckpointStore another path; ddbstreams will not silently start over."
-            ) from exc
+            raise _open_error(self.path, exc, timeout) from exc
 
     def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
         rows = self._query(_SELECT_ONE, (stream_arn, shard_id))
@@ -227,3 +226,43 @@ class SQLiteCheckpointStore:
             "is writable and not damaged (a consumer retries, and pauses reading while its "
             "position cannot be saved)."
         )
+
+
+def _open_error(path: str, exc: sqlite3.Error | None, timeout: float) -> CheckpointStoreError:
+    """Why ``path`` could not be opened as a checkpoint database, from what the file system
+    says about it: SQLite's own message is the same for most of these causes."""
+    cannot = f"cannot use {path!r} as a checkpoint database" + (f" ({exc})" if exc else "")
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return CheckpointStoreError(
+            f"{cannot}: it is a directory. Give SQLiteCheckpointStore the path of a file, "
+            f"such as {os.path.join(path, 'checkpoints.db')!r}."
+        )
+    if not os.path.isdir(directory):
+        what = "is a file, not a directory" if os.path.exists(directory) else "does not exist"
+        return CheckpointStoreError(
+            f"{cannot}: the directory {directory!r} {what}. Create it (mkdir -p "
+            f"{directory}) or give SQLiteCheckpointStore a path in an existing directory."
+        )
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return CheckpointStoreError(
+            f"{cannot}: this process may not both read and write the file (its permissions, "
+            "or a read-only file system). Let this user read and write it, or give "
+            "SQLiteCheckpointStore another path."
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return CheckpointStoreError(
+            f"{cannot}: this process may not create files in {directory!r} (its "
+            "permissions, or a read-only file system); SQLite keeps -wal and -shm files "
+            "beside the database. Make the directory writable for this user, or give "
+            "SQLiteCheckpointStore a path in another directory."
+        )
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return CheckpointStoreError(
+            f"{cannot}: another connection kept it locked for more than {timeout:g} s. "
+            "Stop what holds it, or give SQLiteCheckpointStore another path."
+        )
+    return CheckpointStoreError(
+        f"{cannot}. If the file is damaged or belongs to something else, move it aside or "
+        "give SQLiteCheckpointStore another path; ddbstreams will not silently start over."
+    )

@@ -6,82 +6,382 @@ import argparse
 import base64
 import json
 import logging
+import os
+import re
 import signal
 import sys
+import textwrap
 import threading
+import time
 from collections.abc import Sequence
 from decimal import Decimal
+from types import FrameType
 from typing import Any
 
+from . import __version__
 from ._checkpoints import InMemoryCheckpointStore, SQLiteCheckpointStore
+from ._client import StreamsAPI, build_boto3_clients
 from ._consumer import StreamConsumer
-from ._errors import DDBStreamsError
+from ._errors import DDBStreamsError, EndpointUnreachableError
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
 from ._records import Record
-from ._settings import ConsumerSettings
+from ._settings import ConsumerSettings, StartPosition, canonical_start_position
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddbstreams`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose + getattr(args, "verbose_after", 0))
     try:
         result: int = args.run(args)
         return result
     except DDBStreamsError as exc:
-        print(f"ddbstreams: error: {exc}", file=sys.stderr)
+        print(f"ddbstreams: error: {in_cli_words(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
+# Error messages name the Python API's parameters; on the command line, the flags that set them.
+CLI_WORDS = (
+    ("region_name='us-east-1'", "--region us-east-1"),
+    ("region_name", "--region"),
+    ("endpoint_url", "--endpoint-url"),
+    ("table_name=", "the TABLE argument"),
+    ("table_name", "the TABLE argument"),
+    ("SQLiteCheckpointStore", "--checkpoint-db"),
+    ("poll_interval", "--poll-interval"),
+    ("start_position", "--from"),
+    (
+        "set trimmed_data='restart_from_trim_horizon'",
+        "move the --checkpoint-db file aside (tail then starts again from --from)",
+    ),
+)
+
+
+def in_cli_words(message: str) -> str:
+    """An error message of the Python API, with the command line's names for its parameters."""
+    for api_words, cli_words in CLI_WORDS:
+        message = message.replace(api_words, cli_words)
+    return message
+
+
+def _log_in_cli_words(record: logging.LogRecord) -> bool:
+    """ddbstreams' own log lines (warnings embed error messages) in the command line's words."""
+    if record.name == "ddbstreams" or record.name.startswith("ddbstreams."):
+        record.msg, record.args = in_cli_words(record.getMessage()), None
+    return True
+
+
+VERBOSE_HELP = (
+    "-v logs what ddbstreams does; -vv adds botocore's requests and answers, with "
+    "credentials, tokens and signatures masked (default: warnings and errors only)"
+)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class RedactSecrets(logging.Filter):
+    """Masks AWS credentials in log records: access key ids, secret keys, session tokens,
+    ``Authorization`` credentials and signatures, ``X-Amz-Security-Token``.
+
+    Known values (the ``AWS_*`` credential variables of the environment, if at least 12
+    characters: real ones are 16 to hundreds, dummy ones such as ``testing`` are words that
+    may be part of a table name) are masked wherever they appear; the rest is recognised by
+    its shape.
+    """
+
+    MASK = "<redacted>"
+    _SHAPES = (
+        # Authorization: ... Credential=AKIA.../20240101/us-east-1/dynamodb/aws4_request
+        re.compile(r"(?i)(\bcredential=)[^,\s'\"&]+"),
+        # Authorization's Signature=hex, X-Amz-Signature=hex, botocore.auth's "Signature:\nhex"
+        re.compile(r"(?i)(signature['\"]?\s*[:=]\s*b?['\"]?\s*)[0-9a-f]{16,}"),
+        # X-Amz-Security-Token header (dict repr or canonical request) or query parameter
+        re.compile(r"(?i)(security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,&}]+"),
+        # aws_secret_access_key = ..., "SecretAccessKey": "...", SessionToken
+        re.compile(
+            r"(?i)((?:secret_?access_?key|session_?token|security_?token)['\"]?\s*[:=]\s*b?['\"]?)"
+            r"[^'\"\s,&}]+"
+        ),
+        # access key ids: AKIA (long-term), ASIA (temporary) and the other IAM prefixes
+        re.compile(
+            r"()\b(?:AKIA|ASIA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|AGPA|ABIA|ACCA)[A-Z0-9]{12,}\b"
+        ),
+    )
+    _VARIABLES = (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+    )
+
+    def redact(self, text: str) -> str:
+        for name in self._VARIABLES:
+            value = os.environ.get(name, "")
+            if len(value) >= 12:
+                text = text.replace(value, self.MASK)
+        for shape in self._SHAPES:
+            text = shape.sub(lambda match: match.group(1) + self.MASK, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(verbosity: int) -> None:
+    """Warnings of every library to stderr; ``-v`` adds ddbstreams' own log, ``-vv`` botocore's
+    requests. Only the ``ddbstreams`` logger (and, at ``-vv``, botocore's and urllib3's) gets
+    more verbose: the root logger stays at WARNING, and every line goes through
+    :class:`RedactSecrets`."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = _StderrHandler()
+    _handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _handler.addFilter(_log_in_cli_words)
+    _handler.addFilter(RedactSecrets())
+    _handler.addFilter(lambda record: not _is_stdout_closed(record))  # not a handler failure
+    root.addHandler(_handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("ddbstreams").setLevel(logging.DEBUG if verbosity >= 1 else logging.NOTSET)
+    for name in ("botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.NOTSET)
+
+
+TAIL_EPILOG = """\
+output:
+  One line per record on stdout, for example:
+    INSERT 1100000000017454423009 email=anil@example.com order_number=1344 {"status": "new"}
+    MODIFY 1100000000017454423010 email=anil@example.com order_number=1344 changed status: \
+new -> shipped
+    REMOVE 1100000000017454423011 email=anil@example.com order_number=1344 {"status": "shipped"}
+
+  With --json, one JSON object per line, with the fields:
+    event_name                 INSERT, MODIFY or REMOVE
+    sequence_number            the record's sequence number (a string of digits)
+    shard_id                   the shard it was read from
+    approximate_creation_time  when the change was made (ISO 8601), or null
+    keys                       the item's key attributes
+    new_image, old_image       the item after and before the change, or null when the
+                               stream's view type leaves it out
+    user_identity              who made the change (a TTL deletion), or null
+  Numbers are JSON numbers, binary values base64 strings, sets lists.
+  What tail says about itself (the stream it reads, stopping, errors) goes to stderr.
+
+examples:
+  ddbstreams tail example-customer-order-table --endpoint-url http://localhost:8000
+  ddbstreams tail orders --from latest --json | jq -c .new_image
+  ddbstreams tail orders --checkpoint-db orders.db   # resumes where the last run stopped
+  ddbstreams tail orders | head -3                   # the first three changes, then exits
+"""
+
+LOCAL_EPILOG = """\
+examples:
+  ddbstreams local --port 8000 &
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+  aws dynamodb list-tables --endpoint-url http://localhost:8000
+  ddbstreams tail example-customer-order-table --endpoint-url http://localhost:8000
+"""
+
+
+def _wrapped(text: str) -> str:
+    return textwrap.fill(text, width=79)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ddbstreams", description="Consume Amazon DynamoDB Streams."
+        prog="ddbstreams",
+        description=_wrapped(
+            "Consume Amazon DynamoDB Streams: print a table's changes as they happen (tail), "
+            "or serve DynamoDB and DynamoDB Streams locally (local)."
+        ),
+        epilog="'ddbstreams COMMAND --help' tells a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
+    # -v is also accepted after the command; its own dest, so neither count hides the other.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument(
+        "-v", "--verbose", action="count", default=0, dest="verbose_after", help=VERBOSE_HELP
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     tail = commands.add_parser(
-        "tail", help="print every change of a table, one line per record, until Ctrl-C"
+        "tail",
+        parents=[after],
+        help="print every change of a table, one line per record, until Ctrl-C",
+        description=_wrapped(
+            "Print every change of TABLE as it happens, one line per record, until Ctrl-C: "
+            "every shard of the table's stream, parents before children."
+        ),
+        epilog=TAIL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tail.add_argument("table", help="the table whose stream to read")
-    tail.add_argument("--endpoint-url", help="a local or custom endpoint")
-    tail.add_argument("--region", help="the AWS region (default: from the environment)")
+    tail.add_argument("table", metavar="TABLE", help="the table whose stream to read")
+    tail.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="a local or custom endpoint, such as http://localhost:8000 (default: AWS itself)",
+    )
+    tail.add_argument(
+        "--region",
+        help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the AWS config file)",
+    )
     tail.add_argument(
         "--from",
         dest="start",
-        choices=["trim-horizon", "latest"],
+        type=_start_position,
+        metavar="{trim-horizon,latest}",
         default="trim-horizon",
-        help="where to start on shards without a checkpoint (default: trim-horizon)",
+        help="where to start on shards without a checkpoint: the oldest record still kept "
+        "(trim-horizon) or only changes made from now on (latest); any case, _ or - "
+        "(default: trim-horizon)",
     )
-    tail.add_argument("--json", action="store_true", help="print one JSON object per line")
     tail.add_argument(
-        "--checkpoint-db", help="a SQLite file to resume from (default: no checkpoints)"
+        "--json",
+        action="store_true",
+        help="print one JSON object per record, fields below (default: one readable line)",
     )
-    tail.add_argument("--poll-interval", type=float, default=0.25, help="seconds (default 0.25)")
+    tail.add_argument(
+        "--checkpoint-db",
+        metavar="PATH",
+        help="a SQLite file where tail keeps how far it has read, so that the next run "
+        "resumes there (default: none, every run starts at --from)",
+    )
+    tail.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        default=0.25,
+        help="how long to wait after an empty read before asking a shard again "
+        "(default: %(default)s)",
+    )
+    tail.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=10.0,
+        help="how long to wait for an endpoint that does not answer yet, such as a "
+        "'ddbstreams local' started at the same time (default: %(default)g)",
+    )
     tail.set_defaults(run=_tail)
 
     local = commands.add_parser(
-        "local", help="serve DynamoDB and DynamoDB Streams in memory (needs the 'local' extra)"
+        "local",
+        parents=[after],
+        help="serve DynamoDB and DynamoDB Streams in memory (needs the 'local' extra)",
+        description=_wrapped(
+            "Serve DynamoDB and DynamoDB Streams in memory over HTTP (moto's server), until "
+            "Ctrl-C or SIGTERM: the AWS CLI, boto3 and 'ddbstreams tail' reach it with "
+            "--endpoint-url and any credentials. Needs pip install 'ddbstreams[local]'."
+        ),
+        epilog=LOCAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    local.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    local.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    local.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)"
+    )
+    local.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="the port to listen on; 0 picks a free one (default: %(default)s)",
+    )
     local.set_defaults(run=_local)
     return parser
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (``ddbstreams tail T | head -1``): the record was not
+    printed, so it is not delivered either; ``tail`` stops and exits quietly."""
+
+
+def _is_stdout_closed(record: logging.LogRecord) -> bool:
+    return bool(record.exc_info and isinstance(record.exc_info[1], StdoutClosed))
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so that flushing what is still buffered
+    at exit does not end in "Exception ignored ... BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def _start_position(text: str) -> StartPosition:
+    position = canonical_start_position(text)
+    if position is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a start position: give trim-horizon or latest"
+        )
+    return position
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return seconds
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number: give one from 0 to 65535 (0 picks a free one)"
+        )
+    return port
+
+
 def _tail(args: argparse.Namespace) -> int:
     lock = threading.Lock()
+    stdout_closed = threading.Event()
 
     def print_record(record: Record) -> None:
         line = json.dumps(record_as_json(record)) if args.json else describe(record)
         with lock:
-            print(line, flush=True)
+            if stdout_closed.is_set():
+                raise StdoutClosed
+            try:
+                print(line, flush=True)
+            except BrokenPipeError:
+                stdout_closed.set()
+                _silence_stdout()
+                consumer.stop()  # from a handler: asks for the stop, which follows its return
+                raise StdoutClosed from None  # not printed: not delivered, not checkpointed
 
     consumer = StreamConsumer(
         print_record,
@@ -94,11 +394,93 @@ def _tail(args: argparse.Namespace) -> int:
             else InMemoryCheckpointStore()
         ),
         settings=ConsumerSettings(
-            start_position="LATEST" if args.start == "latest" else "TRIM_HORIZON",
+            start_position=args.start,
             poll_interval=args.poll_interval,
         ),
     )
-    consumer.run()
+    _wait_for_endpoint(args)
+    where = args.start.lower().replace("_", "-")
+    if args.checkpoint_db:
+        where += f" where {args.checkpoint_db} has no checkpoint"
+    return _run_until_stopped(consumer, where)
+
+
+def _wait_for_endpoint(args: argparse.Namespace) -> None:
+    """Ask for the table's stream until the endpoint answers, for --connect-timeout seconds:
+    ``ddbstreams local & ddbstreams tail ...`` starts both at once. Any answer ends the wait;
+    an error answer (no such table, no stream) is raised at once."""
+    streams, dynamodb = build_boto3_clients(endpoint_url=args.endpoint_url, region_name=args.region)
+    api = StreamsAPI(streams, dynamodb, attempts=1)
+    url = args.endpoint_url or dynamodb.meta.endpoint_url
+    deadline = time.monotonic() + args.connect_timeout
+    waiting = False
+    while True:
+        try:
+            api.resolve_stream_arn(args.table)
+            return
+        except EndpointUnreachableError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EndpointUnreachableError(
+                    f"nothing answered at {url} for {args.connect_timeout:g} s ({exc.__cause__}). "
+                    "Check --endpoint-url and --region and that the endpoint is running, or "
+                    "wait longer with --connect-timeout."
+                ) from exc
+            if not waiting:
+                waiting = True
+                print(f"waiting for the endpoint at {url}…", file=sys.stderr, flush=True)
+            time.sleep(min(0.2, left))
+
+
+def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
+    """Run ``consumer`` in a thread; the main thread tells what is read and handles signals.
+
+    The first Ctrl-C (or SIGTERM) stops cleanly: handler calls in progress finish and
+    checkpoints are written. A second one exits at once (status 128 + signal number),
+    without waiting for a handler that may never return.
+    """
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consumer.run()  # outside the main thread it leaves signals to us
+        except BaseException as exc:
+            failures.append(exc)
+
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            os._exit(128 + signum)
+
+    thread = threading.Thread(target=run, name="tail-consumer", daemon=True)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread.start()
+        started, announced, stopping = time.monotonic(), False, False
+        while thread.is_alive():
+            thread.join(0.1)
+            if received and not stopping:
+                stopping = True
+                print("stopping… (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+                consumer.stop()
+            if not announced and consumer.stream_arn is not None:
+                shards = consumer.shards()
+                if shards or time.monotonic() - started > 2:
+                    announced = True
+                    count = f"{len(shards)} shard{'s' if len(shards) != 1 else ''}, "
+                    print(
+                        f"tailing {consumer.stream_arn} ({count if shards else ''}from "
+                        f"{where}); Ctrl-C stops",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failures:
+        raise failures[0]
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 from types import TracebackType
 from typing import Any
@@ -39,7 +38,8 @@ class LocalEndpoint:
         return f"http://{self.host}:{self.port}"
 
     def client_kwargs(self) -> dict[str, str]:
-        """Keyword arguments for ``boto3.client(...)`` that reach this endpoint."""
+        """Keyword arguments for ``boto3.client(...)`` that reach this endpoint, with the
+        dummy credentials and region (the process environment is left as it is)."""
         return {
             "endpoint_url": self.url,
             "region_name": DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"],
@@ -55,8 +55,10 @@ class LocalEndpoint:
                 "the local endpoint needs the 'local' extra: pip install 'ddbstreams[local]'"
             ) from exc
         self._check_port_free()
-        # moto needs this to route DynamoDB Streams calls made by recent botocore versions.
-        os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+        # No AWS_ACCOUNT_ID_ENDPOINT_MODE here: botocore's account-based endpoints
+        # (ACCOUNT.streams-ddb.REGION..., which moto's in-process mock does not route) are
+        # chosen only when no endpoint_url is given, and this endpoint is always reached by
+        # its URL.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         try:

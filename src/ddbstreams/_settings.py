@@ -22,8 +22,10 @@ class ConsumerSettings:
     Attributes:
         start_position: where a shard without a checkpoint starts when the consumer first
             meets the stream: ``"TRIM_HORIZON"`` (oldest retained record) or ``"LATEST"``
-            (only new records). Shards that appear later (children of a rollover or split)
-            always start at TRIM_HORIZON, so nothing after startup is missed.
+            (only new records); any case, and ``-`` for ``_``, is accepted (``"latest"``,
+            ``"trim-horizon"``) and stored in upper case. Shards that appear later (children
+            of a rollover or split) always start at TRIM_HORIZON, so nothing after startup
+            is missed.
         poll_interval: seconds to wait after an empty ``GetRecords`` page before asking
             that shard again. A shard that returned records is asked again at once.
         idle_poll_interval_max: after 4 empty pages in a row, an idle shard's wait doubles
@@ -74,11 +76,13 @@ class ConsumerSettings:
     startup_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.start_position not in START_POSITIONS:
+        start_position = canonical_start_position(self.start_position)
+        if start_position is None:
             raise ConfigurationError(
                 f"start_position must be one of {', '.join(START_POSITIONS)}, "
                 f"not {self.start_position!r}"
             )
+        object.__setattr__(self, "start_position", start_position)  # the class is frozen
         if self.trimmed_data not in TRIMMED_DATA_POLICIES:
             raise ConfigurationError(
                 f"trimmed_data must be one of {', '.join(TRIMMED_DATA_POLICIES)}, "
@@ -105,6 +109,18 @@ class ConsumerSettings:
                 "handler_retry_max must be at least handler_retry_initial "
                 f"({self.handler_retry_max} < {self.handler_retry_initial})"
             )
+
+
+def canonical_start_position(value: object) -> StartPosition | None:
+    """``"LATEST"`` or ``"TRIM_HORIZON"`` for any spelling of them (``"latest"``,
+    ``"trim-horizon"``, ``"Trim_Horizon"``...); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    spelled = value.upper().replace("-", "_")
+    for position in START_POSITIONS:
+        if spelled == position:
+            return position
+    return None
 
 
 def _check_seconds(name: str, value: object) -> None:
