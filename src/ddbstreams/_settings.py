@@ -23,9 +23,10 @@ class ConsumerSettings:
         start_position: where a shard without a checkpoint starts when the consumer first
             meets the stream: ``"TRIM_HORIZON"`` (oldest retained record) or ``"LATEST"``
             (only new records); any case, and ``-`` for ``_``, is accepted (``"latest"``,
-            ``"trim-horizon"``) and stored in upper case. Shards that appear later (children
-            of a rollover or split) always start at TRIM_HORIZON, so nothing after startup
-            is missed.
+            ``"trim-horizon"``) and stored in upper case. It applies only when the store
+            holds nothing for the stream: every shard after that (children of a rollover or
+            split, shards first seen on a restart) is read from its first record, so nothing
+            after the first start is missed. A LATEST start is pinned (see Concepts).
         poll_interval: seconds to wait after an empty ``GetRecords`` page before asking
             that shard again. A shard that returned records is asked again at once.
         idle_poll_interval_max: after 4 empty pages in a row, an idle shard's wait doubles
