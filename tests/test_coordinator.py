@@ -60,12 +60,38 @@ def test_per_item_order_holds_across_rollovers_and_splits(ops: list[tuple[str, i
             target = open_ids[n % len(open_ids)]
             sim.rollover(target) if op == "rollover" else sim.split(target)
     total = sum(len(v) for v in written.values())
-    # One record per page: were children read early, they would overtake their parents.
-    collector = consume(sim, total, settings=ConsumerSettings(poll_interval=0.01, batch_size=1))
+    store = InMemoryCheckpointStore()
+    collector = consume(
+        sim,
+        total,
+        checkpoint_store=store,
+        settings=ConsumerSettings(poll_interval=0.01, batch_size=1),
+    )
     delivered: dict[str, list[str]] = {}
     for record in collector.records:
         delivered.setdefault(record.keys["email"], []).append(record.sequence_number)
     assert delivered == written
+    # Not left to timing: no child's first GetShardIterator came before its parent's end was
+    # read (its last GetRecords, which has no NextShardIterator).
+    events = list(sim.events)
+    parents = {s.shard_id: s.parent_shard_id for s in _described(sim)}
+    for child, parent in parents.items():
+        first = next(
+            (i for i, e in enumerate(events) if e[:2] == ("GetShardIterator", child)), None
+        )
+        if parent is None or first is None:
+            continue
+        assert store.load(sim.stream_arn, parent) is not None
+        assert store.load(sim.stream_arn, parent).finished  # type: ignore[union-attr]
+        last_parent_read = max(i for i, e in enumerate(events) if e[:2] == ("GetRecords", parent))
+        assert last_parent_read < first, f"{child} started before {parent} was read to its end"
+
+
+def _described(sim: StreamSimulator) -> list[Any]:
+    from ddbstreams._lineage import ShardInfo
+
+    shards = sim.describe_stream(StreamArn=sim.stream_arn)["StreamDescription"]["Shards"]
+    return [ShardInfo.from_wire(shard) for shard in shards]
 
 
 def test_more_than_100_shards_are_all_read() -> None:
