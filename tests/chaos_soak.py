@@ -91,9 +91,10 @@ def main() -> int:
     parser.add_argument("--reshard-min", type=float, default=2.0)
     parser.add_argument("--reshard-max", type=float, default=4.0)
     parser.add_argument(
-        "--malformed-everywhere",
+        "--malformed-getrecords-only",
         action="store_true",
-        help="also answer DescribeStream/GetShardIterator/DescribeTable with non-JSON bodies",
+        help="answer only GetRecords with non-JSON bodies (not DescribeStream, "
+        "GetShardIterator, DescribeTable)",
     )
     parser.add_argument("--deadline", type=float, default=280.0, help="seconds, all included")
     parser.add_argument("--workdir", type=Path, help="keep logs and databases here")
@@ -184,7 +185,7 @@ def fault_rates(args: argparse.Namespace) -> dict[str, Any]:
     """About ``--fault-rate`` of every operation's calls answered by a fault."""
     rate = args.fault_rate
     on_others = dict.fromkeys(OTHER_OPERATIONS)
-    malformed_others = rate * 0.15 if args.malformed_everywhere else 0.0
+    malformed_others = 0.0 if args.malformed_getrecords_only else rate * 0.15
     return {
         "throttle": {"GetRecords": rate * 0.30, **dict.fromkeys(on_others, rate * 0.5)},
         "server_error": {
