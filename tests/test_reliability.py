@@ -157,6 +157,22 @@ def test_latest_is_never_applied_to_the_child_of_a_checkpointed_parent() -> None
 # ----------------------------------------------------------------- trimmed history
 
 
+def going_on_past_gaps(
+    sim: StreamSimulator,
+    store: InMemoryCheckpointStore,
+    collector: RecordCollector,
+    gaps: list[TrimmedDataGap],
+) -> StreamConsumer:
+    return StreamConsumer(
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
+        checkpoint_store=store,
+        settings=ConsumerSettings(poll_interval=0.01, trimmed_data="restart_from_trim_horizon"),
+        on_data_loss=gaps.append,
+    )
+
+
 def _parent_gone_past_retention(sim: StreamSimulator, store: InMemoryCheckpointStore) -> Any:
     """The issue's reproduction: 3 consumed, 3 more, rollover, 3 in the child, a day, 2."""
     parent = sim.open_shard_ids()[0]
@@ -198,15 +214,7 @@ def test_a_parent_gone_past_retention_is_reported_and_passed_when_allowed() -> N
     parent, child, checkpointed, last = _parent_gone_past_retention(sim, store)
     gaps: list[TrimmedDataGap] = []
     collector = RecordCollector()
-    consumer = StreamConsumer(
-        collector,
-        stream_arn=sim.stream_arn,
-        client=sim,
-        checkpoint_store=store,
-        settings=ConsumerSettings(poll_interval=0.01, trimmed_data="restart_from_trim_horizon"),
-        on_data_loss=gaps.append,
-    )
-    run_until(consumer, collector, 2)
+    run_until(going_on_past_gaps(sim, store, collector, gaps), collector, 2)
     assert collector.sequence_numbers() == last
     # The parent after its checkpoint, then the child's trimmed first records: both "may".
     assert [(g.shard_id, g.after_sequence_number) for g in gaps] == [
@@ -221,22 +229,18 @@ def test_a_trimmed_parent_does_not_hold_its_children() -> None:
     store = InMemoryCheckpointStore()
     parent = sim.open_shard_ids()[0]
     old = sim.insert(item(1))
+    sim.insert(item(2))
     store.save(sim.stream_arn, parent, Checkpoint(old))
     sim.advance(DAY - 100)
-    kept = sim.insert(item(2))
-    sim.advance(200)  # ``old`` is trimmed; ``kept`` is not
+    kept = sim.insert(item(3))
+    sim.advance(200)  # what follows the checkpoint is trimmed; ``kept`` is not
     sim.rollover()
-    in_child = sim.insert(item(3))
+    in_child = sim.insert(item(4))
     collector = RecordCollector()
-    consumer = StreamConsumer(
-        collector,
-        stream_arn=sim.stream_arn,
-        client=sim,
-        checkpoint_store=store,
-        settings=ConsumerSettings(poll_interval=0.01, trimmed_data="restart_from_trim_horizon"),
-    )
-    run_until(consumer, collector, 2)
+    gaps: list[TrimmedDataGap] = []
+    run_until(going_on_past_gaps(sim, store, collector, gaps), collector, 2)
     assert collector.sequence_numbers() == [kept, in_child]
+    assert [(g.shard_id, g.after_sequence_number) for g in gaps] == [(parent, old)]
 
 
 def test_a_latest_start_is_pinned_across_a_restart_before_any_checkpoint() -> None:
