@@ -42,8 +42,9 @@ class StreamConsumer:
         stream_arn: ...or read this stream. Give exactly one of the two.
         checkpoint_store: where progress is kept. Default: in memory (no resume after a
             restart); use :class:`SQLiteCheckpointStore` to resume.
-        start_position: ``"TRIM_HORIZON"`` or ``"LATEST"``, for shards with no checkpoint
-            at startup; overrides ``settings.start_position``.
+        start_position: ``"TRIM_HORIZON"`` or ``"LATEST"`` (any case, ``-`` for ``_``),
+            where to start the first time this consumer meets the stream (its store holds
+            nothing for it); overrides ``settings.start_position``.
         endpoint_url: a local or custom endpoint, such as ``http://localhost:8000``.
         region_name: the AWS region; default from the environment / AWS config.
         session: a ``boto3.Session`` to take credentials and configuration from.
@@ -62,7 +63,7 @@ class StreamConsumer:
         table_name: str | None = None,
         stream_arn: str | None = None,
         checkpoint_store: CheckpointStore | None = None,
-        start_position: StartPosition | None = None,
+        start_position: StartPosition | str | None = None,
         endpoint_url: str | None = None,
         region_name: str | None = None,
         session: Any = None,
@@ -101,7 +102,7 @@ class StreamConsumer:
             raise ConfigurationError(f"on_data_loss must be callable, not {on_data_loss!r}")
         settings = settings if settings is not None else ConsumerSettings()
         if start_position is not None:
-            settings = replace(settings, start_position=start_position)
+            settings = replace(settings, start_position=start_position)  # type: ignore[arg-type]
 
         self.handler = handler
         self.table_name = table_name
