@@ -13,6 +13,7 @@ from ._checkpoints import (
 )
 from ._consumer import StreamConsumer
 from ._coordinator import ShardCoordinator, ShardStatus
+from ._dynamodb_store import DynamoDBCheckpointStore
 from ._errors import (
     CheckpointStoreError,
     ConfigurationError,
@@ -33,6 +34,7 @@ from ._errors import (
     TrimmedDataError,
 )
 from ._health import Health
+from ._leases import Lease, LeaseLostError, LeaseTable
 from ._reader import TrimmedDataGap
 from ._records import Record
 from ._settings import ConsumerSettings
@@ -47,10 +49,14 @@ __all__ = [
     "ConsumerSettings",
     "CredentialsError",
     "DDBStreamsError",
+    "DynamoDBCheckpointStore",
     "EndpointUnreachableError",
     "ExpiredIteratorError",
     "Health",
     "InMemoryCheckpointStore",
+    "Lease",
+    "LeaseLostError",
+    "LeaseTable",
     "LocalEndpointError",
     "MalformedResponseError",
     "Record",

@@ -54,6 +54,11 @@ class StreamConsumer:
         on_data_loss: called with a :class:`TrimmedDataGap` when
             ``settings.trimmed_data="restart_from_trim_horizon"`` lets reading go on past
             records lost to the 24 h retention.
+        worker_id: this worker's name in a consumer group (with a
+            :class:`DynamoDBCheckpointStore`); default: host name, process id and a random
+            suffix.
+        on_lease_lost: called with a shard id when another worker took its lease (this
+            worker stopped reading it at once), so that per-shard state can be dropped.
     """
 
     def __init__(
@@ -70,6 +75,8 @@ class StreamConsumer:
         client: Any = None,
         settings: ConsumerSettings | None = None,
         on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
+        worker_id: str | None = None,
+        on_lease_lost: Callable[[str], Any] | None = None,
     ) -> None:
         if not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {handler!r}")
@@ -111,6 +118,8 @@ class StreamConsumer:
             checkpoint_store if checkpoint_store is not None else InMemoryCheckpointStore()
         )
         self.on_data_loss = on_data_loss
+        self.worker_id = worker_id
+        self.on_lease_lost = on_lease_lost
         self._stream_arn = stream_arn
         if client is not None:
             self._api = StreamsAPI(client, client, attempts=settings.request_attempts)
@@ -272,6 +281,8 @@ class StreamConsumer:
             checkpoint_store=self.checkpoint_store,
             settings=self.settings,
             on_data_loss=self.on_data_loss,
+            worker_id=self.worker_id,
+            on_lease_lost=self.on_lease_lost,
         )
         with self._lock:
             self._coordinator = coordinator

@@ -21,6 +21,7 @@ from ._errors import (
     TrimmedDataError,
 )
 from ._health import Health, assess
+from ._leases import FencedCheckpoints, GroupChanges, GroupMember, LeaseTable, default_worker_id
 from ._lineage import ShardInfo, ShardLineage
 from ._pool import Abandoned, WorkerPool, call_unless_stopped
 from ._reader import Handler, ShardReader, StartFrom, TrimmedDataGap
@@ -102,6 +103,8 @@ class ShardCoordinator:
         on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] | None = None,
+        worker_id: str | None = None,
+        on_lease_lost: Callable[[str], Any] | None = None,
     ) -> None:
         self.stream_arn = stream_arn
         self.settings = settings if settings is not None else ConsumerSettings()
@@ -132,12 +135,34 @@ class ShardCoordinator:
         self._finished_steps: list[tuple[str, Any, BaseException | None]] = []
         self._discovery_result: tuple[_Discovered | None, BaseException | None] | None = None
         self._discovering = False
+        # A consumer group: a store that is also a lease table shares the shards out.
+        self._member: GroupMember | None = None
+        self._on_lease_lost = on_lease_lost
+        if isinstance(checkpoint_store, LeaseTable):
+            self._member = GroupMember(
+                checkpoint_store,
+                stream_arn,
+                worker_id or default_worker_id(),
+                lease_duration=float(getattr(checkpoint_store, "lease_duration", 10.0)),
+                clock=clock,
+            )
+            self._store = FencedCheckpoints(checkpoint_store, self._member)
+        self._lease_pool = WorkerPool(1, f"{THREAD_NAME_PREFIX}-lease")
+        self._group_result: tuple[GroupChanges | None, BaseException | None] | None = None
+        self._ticking = False
+        self._handovers: dict[str, str] = {}  # shard id -> taker, once its step is done
+        self._stale: set[str] = set()  # readers to rebuild (or drop) once their step is done
 
     def stop(self) -> None:
         """Ask ``run()`` to return: in-flight handler calls finish, checkpoints are written."""
         self._stop.set()
         self._api.interrupt()
         self._wake.set()
+
+    @property
+    def worker_id(self) -> str | None:
+        """This worker's id in its consumer group (None without a lease table)."""
+        return self._member.worker_id if self._member is not None else None
 
     def owns_thread(self, thread: threading.Thread) -> bool:
         """True if ``thread`` is one of the coordinator's (a handler runs on it)."""
@@ -162,9 +187,15 @@ class ShardCoordinator:
             if not self._first_discovery():
                 return
             next_discovery = self._clock() + self.settings.discovery_interval
+            next_tick = self._clock()
             while not self._stop.is_set():
                 self._wake.clear()
                 now = self._clock()
+                if self._member is not None:
+                    self._take_group_changes(now)
+                    if now >= next_tick and not self._ticking:
+                        self._start_tick()
+                        next_tick = now + self._member.tick_interval
                 if self._collect_steps(now):
                     soonest = self._last_discovery + MIN_SECONDS_BETWEEN_DISCOVERIES
                     next_discovery = min(next_discovery, max(now, soonest))
@@ -178,6 +209,8 @@ class ShardCoordinator:
                 wake_at = self._schedule[0][0] if self._schedule else now + IDLE_WAKE
                 if not self._discovering:
                     wake_at = min(wake_at, next_discovery)
+                if self._member is not None and not self._ticking:
+                    wake_at = min(wake_at, next_tick)
                 self._wake.wait(min(max(0.0, wake_at - self._clock()), IDLE_WAKE))
         except BaseException as exc:
             failure = exc
@@ -186,7 +219,11 @@ class ShardCoordinator:
             self.stop()
             self._pool.shutdown()
             self._discovery_pool.shutdown()
-            self._checkpoint_all(failure)
+            self._lease_pool.shutdown()
+            try:
+                self._checkpoint_all(failure)
+            finally:
+                self._leave_group()
 
     # ------------------------------------------------------------------ the scheduler
 
@@ -202,6 +239,13 @@ class ShardCoordinator:
             reader = self._readers.get(shard_id)
             if reader is None:
                 continue
+            if shard_id in self._handovers:
+                self._hand_over(shard_id, self._handovers.pop(shard_id))
+                continue
+            if shard_id in self._stale or reader.revoked:
+                self._stale.discard(shard_id)
+                self._refresh(shard_id, now)
+                continue
             if reader.finished:
                 discover_soon |= not self._schedule_children(shard_id, now)
             elif error is None:
@@ -214,6 +258,8 @@ class ShardCoordinator:
             reader = self._readers.get(shard_id)
             if reader is None or shard_id in self._in_flight or reader.finished:
                 continue
+            if self._member is not None and not self._member.holds(shard_id):
+                continue  # another worker's, for now
             self._in_flight.add(shard_id)
             self._pool.submit(
                 functools.partial(reader.step, self._stop),
@@ -241,6 +287,8 @@ class ShardCoordinator:
         return self._lineage.is_ready(shard_id, self._is_finished)
 
     def _is_finished(self, shard_id: str) -> bool:
+        if self._member is not None and self._member.is_finished(shard_id):
+            return True
         reader = self._readers.get(shard_id)
         return reader is not None and reader.finished
 
@@ -322,6 +370,11 @@ class ShardCoordinator:
         their parents that are no longer listed). Runs on the discovery thread."""
         self._last_discovery = self._clock()
         description = self._api.describe_stream(self.stream_arn)
+        if self._member is not None:
+            with self._lock:
+                known = set(self._readers)
+            self._member.register([s for s in description.shards if s.shard_id not in known])
+            self._member.listed = {shard.shard_id for shard in description.shards}
         if first:
             return _Discovered(description, self._store.load_all(self.stream_arn), True)
         with self._lock:
@@ -389,6 +442,11 @@ class ShardCoordinator:
             on_data_loss=self._on_data_loss,
             clock=self._clock,
             wall_clock=self._wall_clock,
+            fence=(
+                functools.partial(self._member.fence_for, shard.shard_id)
+                if self._member is not None
+                else None
+            ),
         )
         if start == "LATEST" and shard.closed:
             reader.skip()
@@ -451,6 +509,92 @@ class ShardCoordinator:
                 logger.warning("could not forget %d finished shard(s): %s", len(gone), exc)
         logger.debug("forgot %d finished shard(s) the stream no longer lists", len(gone))
 
+    # ------------------------------------------------------------------ the group
+
+    def _start_tick(self) -> None:
+        assert self._member is not None
+        self._ticking = True
+
+        def done(result: Any, error: BaseException | None) -> None:
+            with self._lock:
+                self._group_result = (result, error)
+            self._wake.set()
+
+        self._lease_pool.submit(self._member.tick, done)
+
+    def _take_group_changes(self, now: float) -> None:
+        with self._lock:
+            outcome, self._group_result = self._group_result, None
+        if outcome is None:
+            return
+        self._ticking = False
+        changes, error = outcome
+        if error is not None:
+            if not isinstance(error, (TransientError, CheckpointStoreError)):
+                raise error
+            logger.warning("the lease table could not be read: %s", error)
+            return
+        assert changes is not None
+        for shard_id in changes.lost:
+            logger.warning("shard %s: lease lost; this worker stops reading it", shard_id)
+            self._let_go(shard_id, now)
+            if self._on_lease_lost is not None:
+                self._on_lease_lost(shard_id)
+        for lease in changes.gained:
+            logger.info("shard %s: lease taken (epoch %d)", lease.shard_id, lease.epoch)
+            self._let_go(lease.shard_id, now)
+        for shard_id, taker in changes.hand_over.items():
+            if shard_id in self._in_flight:
+                self._handovers[shard_id] = taker  # once its step is done
+            else:
+                self._hand_over(shard_id, taker)
+
+    def _let_go(self, shard_id: str, now: float) -> None:
+        """The shard's reader is out of date: rebuild it now, or once its step is done."""
+        if shard_id in self._in_flight:
+            self._stale.add(shard_id)
+        else:
+            self._refresh(shard_id, now)
+
+    def _refresh(self, shard_id: str, now: float) -> None:
+        """A fresh reader from the lease table's checkpoint, scheduled if this worker holds
+        the shard; a shard not yet discovered here waits for discovery."""
+        assert self._member is not None
+        shard = self._lineage.shards.get(shard_id)
+        if shard is None:
+            return
+        lease = self._member.leases_by_shard.get(shard_id)
+        checkpoint = lease.as_checkpoint() if lease is not None else None
+        existing = self._readers.get(shard_id)
+        if checkpoint is not None or existing is None or existing.begun or existing.revoked:
+            with self._lock:
+                self._readers[shard_id] = self._new_reader(shard, checkpoint, first_contact=False)
+        # (an unused reader keeps where it was to start: a first contact's start position)
+        if self._member.holds(shard_id) and self._is_ready(shard_id):
+            self._push(now, shard_id)
+
+    def _hand_over(self, shard_id: str, taker: str) -> None:
+        """Checkpoint, then give the lease to the worker that asked for it."""
+        assert self._member is not None
+        reader = self._readers.get(shard_id)
+        try:
+            if reader is not None and not reader.revoked:
+                reader.checkpoint()
+            handed = self._member.handed_over(shard_id, taker)
+        except CheckpointStoreError as exc:
+            logger.warning("shard %s: handover to %s failed: %s", shard_id, taker, exc)
+            return
+        logger.info("shard %s: handed over to %s (%s)", shard_id, taker, handed)
+        self._refresh(shard_id, self._clock())
+
+    def _leave_group(self) -> None:
+        if self._member is None:
+            return
+        try:
+            self._member.release_all()
+        except CheckpointStoreError as exc:
+            logger.warning("could not release the leases: %s; others take them later", exc)
+
     # ------------------------------------------------------------------ shutdown, status
 
     def _checkpoint_all(self, failure: BaseException | None) -> None:
@@ -458,6 +602,10 @@ class ShardCoordinator:
         failed: list[str] = []
         last: CheckpointStoreError | None = None
         for reader in list(self._readers.values()):
+            if reader.revoked or (
+                self._member is not None and reader.shard_id not in self._member.held
+            ):
+                continue  # not this worker's to checkpoint
             try:
                 reader.checkpoint()
             except CheckpointStoreError as exc:

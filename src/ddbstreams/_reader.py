@@ -28,6 +28,7 @@ from ._errors import (
     TransientError,
     TrimmedDataError,
 )
+from ._leases import LeaseLostError
 from ._lineage import ShardInfo
 from ._pages import RecordsPage
 from ._records import Record
@@ -83,6 +84,7 @@ class ShardReader:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         random_fraction: Callable[[], float] = random.random,
+        fence: Callable[[], float] | None = None,
     ) -> None:
         self.shard = shard
         self.stream_arn = stream_arn
@@ -94,6 +96,8 @@ class ShardReader:
         self._clock = clock
         self._wall_clock = wall_clock
         self._random_fraction = random_fraction
+        # In a consumer group: until when (self._clock) this worker may deliver this shard.
+        self._fence = fence
         self._start: StartFrom = start_position
 
         self.delivered: str | None = checkpoint.sequence_number if checkpoint else None
@@ -102,6 +106,7 @@ class ShardReader:
         self.begun = checkpoint is not None
         self._latest_at = checkpoint.latest_at if checkpoint else None
         self.skipped = False
+        self.revoked = False  # its lease was lost: nothing more may be saved
         self.records_delivered = 0
         self.failures = 0  # consecutive failures of the kind below
         self.failure_kind: FailureKind | None = None
@@ -187,6 +192,9 @@ class ShardReader:
                 self._drop_page()
             self._failed(_kind_of(exc), exc)
             return self._backoff()
+        except LeaseLostError:
+            self.revoked = True  # another worker reads it now; the coordinator lets go
+            return 0.0
         except CheckpointStoreError as exc:
             self._failed("store", exc)
             return self._backoff()
@@ -214,6 +222,8 @@ class ShardReader:
             return False
         try:
             self._save_checkpoint()
+        except LeaseLostError:
+            raise
         except CheckpointStoreError as exc:
             self._failed("store", exc)
             self._store_retry_at = self._clock() + self._backoff()
@@ -366,6 +376,12 @@ class ShardReader:
         every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
         most_unsaved = self._settings.max_records_without_checkpoint
         clock, stopping = self._clock, stop.is_set
+        fence = self._fence
+        if fence is not None:
+
+            def stopping() -> bool:
+                return stop.is_set() or clock() >= fence()
+
         due_at = max(self._last_checkpoint_at + interval, self._store_retry_at)
         since, unsaved = self._since_checkpoint, self._unsaved
         handled = 0
@@ -440,6 +456,8 @@ class ShardReader:
                 self._store.save(
                     self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True)
                 )
+            except LeaseLostError:
+                raise
             except CheckpointStoreError as exc:
                 self._failed("store", exc)
                 return False
