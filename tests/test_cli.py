@@ -24,13 +24,13 @@ import pytest
 import ddbstreams
 from conftest import put_order
 from ddbstreams._cli import (
-    RedactSecrets,
     _parser,
     configure_logging,
     describe,
     main,
     record_as_json,
 )
+from ddbstreams._redact import RedactSecrets
 from ddbstreams.testing import LocalEndpoint, StreamSimulator, create_order_table
 
 pytestmark = pytest.mark.local_endpoint

@@ -203,6 +203,7 @@ def test_latest_skips_what_is_already_there() -> None:
         sim.insert(item(n))
     parent = sim.open_shard_ids()[0]
     sim.rollover(parent)
+    sim.advance(600)  # what is there is well before the start
     collector = RecordCollector()
     with StreamConsumer(
         collector, stream_arn=sim.stream_arn, client=sim, start_position="LATEST", settings=FAST

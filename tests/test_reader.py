@@ -18,7 +18,7 @@ from ddbstreams import (
 )
 from ddbstreams._client import StreamsAPI
 from ddbstreams._lineage import ShardInfo
-from ddbstreams._reader import ShardReader
+from ddbstreams._reader import LATEST_PIN_CLOCK_MARGIN, ShardReader
 from ddbstreams.testing import StreamSimulator
 
 NO_STOP = threading.Event()
@@ -106,9 +106,10 @@ def test_checkpoint_interval_applies_within_a_page_for_a_slow_handler() -> None:
     reader.step(NO_STOP)
     assert h.seen == written
     # Seen from inside the handler: the checkpoint after record 2 (6 s) and record 4 (12 s).
+    begun = Checkpoint(None, begun_at=sim.wall_time() - 15)  # at the start: 5 records ago
     assert checkpoints == [
-        Checkpoint(None),  # begun, nothing delivered yet
-        Checkpoint(None),
+        begun,  # begun, nothing delivered yet
+        begun,
         Checkpoint(written[1]),
         Checkpoint(written[1]),
         Checkpoint(written[3]),
@@ -121,7 +122,9 @@ def test_checkpoint_interval_applies_while_idle() -> None:
     h = Harness(sim, checkpoint_every=100, checkpoint_interval=5.0)
     reader = h.reader()
     reader.step(NO_STOP)
-    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(None)  # begun
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(
+        None, begun_at=0.0 + sim.wall_time()
+    )  # begun
     sim.advance(6)
     reader.step(NO_STOP)
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written)
@@ -138,7 +141,9 @@ def test_handler_error_keeps_the_record_and_backs_off(caplog: pytest.LogCaptureF
     failures = [r for r in caplog.records if "the handler raised" in r.getMessage()]
     assert len(failures) == 3 and failures[0].exc_info is not None  # logged with traceback
     assert h.seen == []
-    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(None)  # nothing done
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(
+        None, begun_at=sim.wall_time()
+    )
     reader.step(NO_STOP)
     assert h.seen == written  # nothing skipped, order kept
 
@@ -259,6 +264,7 @@ def test_stop_between_records_keeps_the_rest_for_later() -> None:
 def test_latest_start_skips_existing_records() -> None:
     sim = StreamSimulator()
     sim.insert(item(1))
+    sim.advance(LATEST_PIN_CLOCK_MARGIN + 1)  # older than the pin's margin
     h = Harness(sim)
     reader = h.reader(start="LATEST")
     reader.step(NO_STOP)
@@ -393,7 +399,9 @@ def test_an_answer_without_records_is_malformed_never_a_shard_end(
     reader.step(NO_STOP)
     assert not reader.finished
     assert reader.failure_kind == "malformed"
-    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(None)
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(
+        None, begun_at=sim.wall_time()
+    )
     while not reader.finished:
         reader.step(NO_STOP)
     assert h.seen == written

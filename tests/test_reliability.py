@@ -251,7 +251,8 @@ def test_a_latest_start_is_pinned_across_a_restart_before_any_checkpoint() -> No
     first = RecordCollector()
     latest = {"start_position": "LATEST", "settings": FAST, "checkpoint_store": store}
     with StreamConsumer(first, stream_arn=sim.stream_arn, client=sim, **latest):  # type: ignore[arg-type]
-        wait_until(lambda: any(e[2] == "LATEST" for e in list(sim.events)))
+        shard = sim.open_shard_ids()[0]
+        wait_until(lambda: getattr(store.load(sim.stream_arn, shard), "latest_at", None))
     written = [sim.insert(item(n)) for n in range(1, 4)]  # while it is down
     second = RecordCollector()
     run_until(

@@ -5,6 +5,8 @@ lineage order, calls the function once per :class:`Record`, and remembers its pr
 a :class:`CheckpointStore` so that a restart resumes where it left off.
 """
 
+import logging
+
 from ._checkpoints import (
     Checkpoint,
     CheckpointStore,
@@ -37,9 +39,12 @@ from ._health import Health
 from ._leases import Lease, LeaseLostError, LeaseTable
 from ._reader import TrimmedDataGap
 from ._records import Record
+from ._redact import protect as _protect
 from ._settings import ConsumerSettings
 
 __version__ = "0.1.0"
+
+_protect(logging.getLogger("ddbstreams"))
 
 __all__ = [
     "Checkpoint",

@@ -20,15 +20,17 @@ class Checkpoint:
 
     ``sequence_number`` is the last record the handler finished (``None`` if none yet);
     ``finished`` means the shard was read to its end, so its children may start.
-    ``latest_at`` pins a start at LATEST until the first record is checkpointed: the UNIX
-    time at which reading began, so that an expired iterator or a restart resumes from
-    there rather than from a new LATEST. A checkpoint with no sequence number marks a shard
-    whose reading has begun.
+    A checkpoint with no sequence number marks a shard whose reading has begun:
+    ``begun_at`` is the service's UNIX time then (a shard that delivers nothing for 24 hours
+    after it may have lost records to the retention), and ``latest_at`` pins a start at
+    LATEST, so that an expired iterator or a restart resumes from there rather than from a
+    new LATEST. Both matter only until the first record is checkpointed.
     """
 
     sequence_number: str | None
     finished: bool = False
     latest_at: float | None = None
+    begun_at: float | None = None
 
     def covers(self, other: Checkpoint) -> bool:
         """True if this checkpoint is at or past ``other`` (so ``other`` would move it back)."""
@@ -110,17 +112,18 @@ CREATE TABLE IF NOT EXISTS ddbstreams_checkpoints (
     finished        INTEGER NOT NULL DEFAULT 0,
     updated_at      REAL    NOT NULL,
     latest_at       REAL,
+    begun_at        REAL,
     PRIMARY KEY (stream_arn, shard_id)
 )
 """
 
 
-_COLUMNS = "sequence_number, finished, latest_at"
+_COLUMNS = "sequence_number, finished, latest_at, begun_at"
 _SELECT_ONE = f"SELECT {_COLUMNS} FROM ddbstreams_checkpoints WHERE stream_arn = ? AND shard_id = ?"
 
 
 def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
-    return Checkpoint(row[0], bool(row[1]), row[2])
+    return Checkpoint(row[0], bool(row[1]), row[2], row[3])
 
 
 class SQLiteCheckpointStore:
@@ -148,8 +151,9 @@ class SQLiteCheckpointStore:
             columns = {
                 row[1] for row in self._db.execute("PRAGMA table_info(ddbstreams_checkpoints)")
             }
-            if "latest_at" not in columns:  # a database written by an earlier ddbstreams
-                self._db.execute("ALTER TABLE ddbstreams_checkpoints ADD COLUMN latest_at REAL")
+            for column in ("latest_at", "begun_at"):  # a database of an earlier ddbstreams
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE ddbstreams_checkpoints ADD COLUMN {column} REAL")
             self._db.execute(
                 f"SELECT stream_arn, shard_id, {_COLUMNS}, updated_at "
                 "FROM ddbstreams_checkpoints LIMIT 1"
@@ -174,7 +178,8 @@ class SQLiteCheckpointStore:
             if row is None or not _checkpoint(row).covers(checkpoint):
                 self._db.execute(
                     "INSERT OR REPLACE INTO ddbstreams_checkpoints (stream_arn, shard_id, "
-                    "sequence_number, finished, updated_at, latest_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "sequence_number, finished, updated_at, latest_at, begun_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         stream_arn,
                         shard_id,
@@ -182,6 +187,7 @@ class SQLiteCheckpointStore:
                         int(checkpoint.finished),
                         time.time(),
                         checkpoint.latest_at,
+                        checkpoint.begun_at,
                     ),
                 )
 

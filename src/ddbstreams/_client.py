@@ -44,6 +44,7 @@ from ._errors import (
 )
 from ._lineage import ShardInfo
 from ._pages import RecordsPage
+from ._redact import redact
 
 logger = logging.getLogger("ddbstreams")
 
@@ -170,7 +171,7 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
         return ServiceError(f"{operation} failed: {exc}")
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
-    message = str(error.get("Message", "")).strip()
+    message = redact(str(error.get("Message", "")).strip())
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     detail = f"{operation} on {resource} failed: {code or status}: {message[:300]}"
     if code in _THROTTLING_CODES:

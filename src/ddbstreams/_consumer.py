@@ -134,8 +134,11 @@ class StreamConsumer:
         self._stop_requested = threading.Event()
         self._coordinator: ShardCoordinator | None = None
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # raised once, by wait() or stop()
+        self._failure: BaseException | None = None  # kept, for health()
         self._finished = False
+        self._active = threading.Event()  # set while run() or a background run goes on
+        self._done = threading.Event()
         self._lock = threading.RLock()  # re-entrant: the signal handler takes it too
 
     @property
@@ -190,9 +193,12 @@ class StreamConsumer:
         background run failed, its error is raised here.
         """
         self._request_stop()
+        here = threading.current_thread()
         coordinator = self._coordinator
-        if coordinator is not None and coordinator.owns_thread(threading.current_thread()):
-            return False  # called from a handler: waiting here would wait for itself
+        if here is self._thread or (coordinator is not None and coordinator.owns_thread(here)):
+            return False  # from a handler or a callback: waiting here would wait for itself
+        if self._thread is None and self._active.is_set():  # run() in another thread
+            return self._done.wait(timeout)
         return self.wait(timeout)
 
     @property
@@ -229,7 +235,7 @@ class StreamConsumer:
         row; ``degraded`` while something retries; else ``healthy``. See :class:`Health`.
         """
         coordinator = self._coordinator
-        error = self._error
+        error = self._failure
         if error is not None:
             return Health("failing", (f"stopped on an error: {error}",))
         if self._finished or self._stop_requested.is_set():
@@ -259,14 +265,20 @@ class StreamConsumer:
             logger.error("while stopping after an error: %s", stop_error)
 
     def _run(self) -> None:
+        self._active.set()
         try:
-            self._consume()
-        except StreamDisabledError as exc:
-            if self.table_name is None:
-                raise
-            raise self._disabled_advice(exc) from exc
+            try:
+                self._consume()
+            except StreamDisabledError as exc:
+                if self.table_name is None:
+                    raise
+                raise self._disabled_advice(exc) from exc
+        except BaseException as exc:
+            self._failure = exc
+            raise
         finally:
             self._finished = True
+            self._done.set()
 
     def _consume(self) -> None:
         if self._stream_arn is None:
@@ -320,8 +332,13 @@ class StreamConsumer:
     def _disabled_advice(self, exc: StreamDisabledError) -> StreamDisabledError:
         """Say what to do about a drained, disabled stream, given the table's state now."""
         assert self.table_name is not None
+        table_name = self.table_name
         try:
-            current = self._api.resolve_stream_arn(self.table_name, enabled_only=True)
+            current = call_unless_stopped(
+                lambda: self._api.resolve_stream_arn(table_name, enabled_only=True),
+                self._stop_requested,
+                f"{THREAD_NAME_PREFIX}-advice",
+            )
         except Exception:  # the advice is a courtesy; the error stands without it
             current = None
         if current is not None and current != self._stream_arn:

@@ -36,6 +36,8 @@ MIN_SECONDS_BETWEEN_DISCOVERIES = 1.0
 DISCOVERY_RETRY_MAX = 5.0
 THREAD_NAME_PREFIX = "ddbstreams"
 IDLE_WAKE = 60.0  # the scheduler's longest sleep; every event wakes it sooner
+# Once a final checkpoint has failed, the others are tried for this long at most.
+FINAL_CHECKPOINT_BUDGET = 1.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class ShardCoordinator:
         self._ticking = False
         self._handovers: dict[str, str] = {}  # shard id -> taker, once its step is done
         self._stale: set[str] = set()  # readers to rebuild (or drop) once their step is done
+        self._latest_pin: float | None = None
 
     def stop(self) -> None:
         """Ask ``run()`` to return: in-flight handler calls finish, checkpoints are written."""
@@ -183,6 +186,8 @@ class ShardCoordinator:
     def run(self) -> None:
         """Read the stream until stopped; see the class docstring."""
         failure: BaseException | None = None
+        # A LATEST start means "from now": every shard's pin is this moment.
+        self._latest_pin = self._wall_clock()
         try:
             if not self._first_discovery():
                 return
@@ -402,8 +407,9 @@ class ShardCoordinator:
         with self._lock:
             self._stream_status = description.status
             new_shards = self._lineage.merge(description.shards)
+        listed = {shard.shard_id for shard in description.shards}
+        self._settle_vanished(new_shards, checkpoints, listed, first_contact)
         for shard in new_shards:
-            self._settle_vanished_parent(shard, checkpoints)
             reader = self._new_reader(shard, checkpoints.get(shard.shard_id), first_contact)
             with self._lock:
                 self._readers[shard.shard_id] = reader
@@ -418,7 +424,7 @@ class ShardCoordinator:
         for shard in new_shards:
             if self._is_ready(shard.shard_id):
                 self._push(now, shard.shard_id)
-        self._prune({shard.shard_id for shard in description.shards})
+        self._prune(listed)
 
     def _new_reader(
         self, shard: ShardInfo, checkpoint: Checkpoint | None, first_contact: bool
@@ -447,40 +453,64 @@ class ShardCoordinator:
                 if self._member is not None
                 else None
             ),
+            latest_pin=self._latest_pin if start == "LATEST" else None,
         )
         if start == "LATEST" and shard.closed:
             reader.skip()
         return reader
 
-    def _settle_vanished_parent(self, shard: ShardInfo, checkpoints: dict[str, Checkpoint]) -> None:
-        """A new shard whose parent is no longer listed: was the parent left unfinished?"""
-        parent_id = shard.parent_shard_id
-        if parent_id is None or parent_id in self._lineage.shards or parent_id in self._readers:
-            return
-        stored = checkpoints.get(parent_id)
-        if stored is None or stored.finished:
-            return
-        after = stored.sequence_number
+    def _settle_vanished(
+        self,
+        new_shards: list[ShardInfo],
+        checkpoints: dict[str, Checkpoint],
+        listed: set[str],
+        first_contact: bool,
+    ) -> None:
+        """Shards the stream no longer lists (their records passed the 24 h retention) that
+        this consumer had not read to their end: each is a possible gap, reported once.
+
+        - a stored checkpoint short of its end, whoever its children are;
+        - past the first contact, the parent of a new shard that was never read at all.
+        """
+        vanished: dict[str, str | None] = {}
+        for shard_id, stored in checkpoints.items():
+            if not stored.finished and shard_id not in listed and shard_id not in self._readers:
+                vanished[shard_id] = stored.sequence_number
+        if not first_contact:
+            for shard in new_shards:
+                parent = shard.parent_shard_id
+                if (
+                    parent is not None
+                    and shard.shard_id not in checkpoints
+                    and parent not in listed
+                    and parent not in checkpoints
+                    and parent not in self._readers
+                ):
+                    vanished.setdefault(parent, None)
+        for shard_id, after in sorted(vanished.items()):
+            self._report_vanished(shard_id, after)
+
+    def _report_vanished(self, shard_id: str, after: str | None) -> None:
         reason = (
-            f"shard {parent_id}, the parent of {shard.shard_id}, is no longer listed (its "
-            "records passed the 24-hour retention) and was read only "
+            f"shard {shard_id} is no longer listed (its records passed the 24-hour retention) "
+            "and was read only "
             + (f"up to sequence number {after}" if after else "before its first record")
             + ", so records after that may have been lost"
         )
         if self.settings.trimmed_data == "raise":
             raise TrimmedDataError(
-                f"{self.stream_arn}: {reason}. To go on with its children and have the "
-                "possible gap reported, set trimmed_data='restart_from_trim_horizon'.",
-                shard_id=parent_id,
+                f"{self.stream_arn}: {reason}. To go on and have the possible gap reported, "
+                "set trimmed_data='restart_from_trim_horizon'.",
+                shard_id=shard_id,
                 after_sequence_number=after,
             )
-        logger.error("%s; going on with its children", reason)
+        logger.error("%s; going on with the shards after it", reason)
         if self._on_data_loss is not None:
-            self._on_data_loss(TrimmedDataGap(self.stream_arn, parent_id, after, reason))
+            self._on_data_loss(TrimmedDataGap(self.stream_arn, shard_id, after, reason))
         try:  # so that a restart does not report it again
-            self._store.save(self.stream_arn, parent_id, Checkpoint(after, finished=True))
+            self._store.save(self.stream_arn, shard_id, Checkpoint(after, finished=True))
         except CheckpointStoreError as exc:
-            logger.warning("could not mark shard %s finished: %s", parent_id, exc)
+            logger.warning("could not mark shard %s finished: %s", shard_id, exc)
 
     def _prune(self, listed: set[str]) -> None:
         """Forget finished shards that are no longer listed and whose children have begun."""
@@ -601,11 +631,15 @@ class ShardCoordinator:
         """Every shard's final checkpoint, each tried; one error lists those that failed."""
         failed: list[str] = []
         last: CheckpointStoreError | None = None
+        began = self._clock()
         for reader in list(self._readers.values()):
             if reader.revoked or (
                 self._member is not None and reader.shard_id not in self._member.held
             ):
                 continue  # not this worker's to checkpoint
+            if failed and self._clock() - began > FINAL_CHECKPOINT_BUDGET:
+                failed.append(reader.shard_id)  # the store is failing slowly: not tried
+                continue
             try:
                 reader.checkpoint()
             except CheckpointStoreError as exc:

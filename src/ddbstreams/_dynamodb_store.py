@@ -10,7 +10,8 @@ A lease item: ``shard_id``, ``parent_shard_id`` (if any), ``owner`` (if held), `
 (N, grows on every change of owner), ``checkpoint`` (the last checkpointed sequence number,
 as the service writes it), ``checkpoint_key`` (the same, zero-padded to 40 digits so that
 DynamoDB's string comparison orders it as a number), ``finished`` (BOOL), ``begun`` (BOOL),
-``latest_at`` (N, a pinned LATEST start), ``handover_to`` (a worker asking for the lease),
+``latest_at`` (N, a pinned LATEST start), ``begun_at`` (N, when reading began),
+``handover_to`` (a worker asking for the lease),
 ``updated_at`` (N, informational only: no decision reads another host's clock).
 
 A heartbeat item: ``worker_id``, ``beat`` (N, a counter), ``updated_at`` (informational).
@@ -203,9 +204,11 @@ class DynamoDBCheckpointStore:
             sets.append("finished = :true")
         sets.append("begun = :begun")
         values[":begun"] = {"BOOL": True}
-        if checkpoint.latest_at is not None:
-            values[":latest"] = {"N": repr(checkpoint.latest_at)}
-            sets.append("latest_at = if_not_exists(latest_at, :latest)")
+        for name in ("latest_at", "begun_at"):
+            value = getattr(checkpoint, name)
+            if value is not None:
+                values[f":{name}"] = {"N": repr(value)}
+                sets.append(f"{name} = if_not_exists({name}, :{name})")
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": self._key(stream_arn, f"shard|{shard_id}"),
@@ -447,6 +450,7 @@ def _lease(item: dict[str, Any]) -> Lease:
         finished=bool(item.get("finished", {}).get("BOOL", False)),
         handover_to=item.get("handover_to", {}).get("S"),
         latest_at=float(item["latest_at"]["N"]) if "latest_at" in item else None,
+        begun_at=float(item["begun_at"]["N"]) if "begun_at" in item else None,
         begun=bool(item.get("begun", {}).get("BOOL", False)),
     )
 

@@ -64,12 +64,13 @@ class Lease:
     handover_to: str | None = None
     latest_at: float | None = None
     begun: bool = False
+    begun_at: float | None = None
 
     def as_checkpoint(self) -> Checkpoint | None:
         """What a reader resumes from; None if the shard's reading has not begun."""
         if not (self.begun or self.finished or self.checkpoint is not None):
             return None
-        return Checkpoint(self.checkpoint, self.finished, self.latest_at)
+        return Checkpoint(self.checkpoint, self.finished, self.latest_at, self.begun_at)
 
 
 @runtime_checkable
@@ -278,10 +279,10 @@ class GroupMember:
                 self.handing_over.add(shard_id)
                 changes.hand_over[shard_id] = lease.handover_to
         for lease in leases:
-            if lease.owner == self.worker_id and lease.shard_id not in self.held:
-                if not lease.finished:  # handed to us, or ours from before a restart
-                    self.held[lease.shard_id] = lease.epoch
-                    changes.gained.append(lease)
+            mine = lease.owner == self.worker_id and lease.shard_id not in self.held
+            if mine and not lease.finished:  # handed to us, or ours from before a restart
+                self.held[lease.shard_id] = lease.epoch
+                changes.gained.append(lease)
         self.asked &= {s for s, lease in self.leases_by_shard.items() if lease.handover_to}
 
     def _readable(self, lease: Lease) -> bool:
@@ -307,11 +308,11 @@ class GroupMember:
         for lease in sorted(readable, key=lambda lease: lease.shard_id):
             if mine >= ceil_share:
                 break
-            if lease.owner is None or lease.owner not in live:
-                if self.table.take(self.stream_arn, lease, self.worker_id):
-                    self.held[lease.shard_id] = lease.epoch + 1
-                    changes.gained.append(_owned(lease, self.worker_id))
-                    mine += 1
+            takeable = lease.owner is None or lease.owner not in live
+            if takeable and self.table.take(self.stream_arn, lease, self.worker_id):
+                self.held[lease.shard_id] = lease.epoch + 1
+                changes.gained.append(_owned(lease, self.worker_id))
+                mine += 1
         if mine >= floor_share:
             return
         # Then ask live workers holding at least two more than this one.
@@ -346,6 +347,7 @@ def _owned(lease: Lease, worker_id: str) -> Lease:
         finished=lease.finished,
         latest_at=lease.latest_at,
         begun=lease.begun,
+        begun_at=lease.begun_at,
     )
 
 

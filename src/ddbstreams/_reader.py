@@ -23,6 +23,7 @@ from ._errors import (
     EndpointUnreachableError,
     ExpiredIteratorError,
     MalformedResponseError,
+    ServerError,
     StreamNotFoundError,
     ThrottledError,
     TransientError,
@@ -37,9 +38,11 @@ from ._settings import ConsumerSettings
 logger = logging.getLogger("ddbstreams")
 
 EMPTY_PAGES_BEFORE_IDLE_BACKOFF = 4
-# A start at LATEST resumed from its pin re-reads from TRIM_HORIZON and skips the records
-# created before the pin, less this margin for the host's clock being ahead of AWS's.
-LATEST_PIN_CLOCK_MARGIN = 120.0
+# A start at LATEST reads from TRIM_HORIZON and skips the records created before its pin,
+# less this margin: the creation time is rounded down to the second, and the host's clock
+# may run ahead of the service's.
+LATEST_PIN_CLOCK_MARGIN = 60.0
+RETENTION_SECONDS = 86400.0
 
 Handler = Callable[[Record], Any]
 
@@ -85,6 +88,7 @@ class ShardReader:
         wall_clock: Callable[[], float] = time.time,
         random_fraction: Callable[[], float] = random.random,
         fence: Callable[[], float] | None = None,
+        latest_pin: float | None = None,
     ) -> None:
         self.shard = shard
         self.stream_arn = stream_arn
@@ -104,7 +108,8 @@ class ShardReader:
         self.finished = bool(checkpoint and checkpoint.finished)
         # A stored checkpoint (even one without a sequence number) says reading has begun.
         self.begun = checkpoint is not None
-        self._latest_at = checkpoint.latest_at if checkpoint else None
+        self._latest_at = checkpoint.latest_at if checkpoint else latest_pin
+        self._begun_at = checkpoint.begun_at if checkpoint else None
         self.skipped = False
         self.revoked = False  # its lease was lost: nothing more may be saved
         self.records_delivered = 0
@@ -139,14 +144,18 @@ class ShardReader:
         """The last sequence number saved in the store."""
         return self._checkpointed
 
-    def skip(self) -> None:
+    def skip(self) -> bool:
         """Treat this shard as done without reading it (a closed shard under LATEST), and
-        store that, so that a restart does not read it either."""
-        self.skipped = self.finished = True
+        store that, so that a restart does not read it either (before its children).
+        False if the store failed: the shard is not finished until it succeeds."""
+        self.skipped = True
         try:
             self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, finished=True))
         except CheckpointStoreError as exc:
-            logger.warning("shard %s: could not store it as skipped: %s", self.shard_id, exc)
+            self._failed("store", exc, "could not store the shard as skipped")
+            return False
+        self.finished = self.begun = True
+        return True
 
     def step(self, stop: threading.Event) -> float:
         """Fetch a page if needed and hand its records to the handler.
@@ -156,6 +165,8 @@ class ShardReader:
         """
         if stop.is_set():
             return 0.0
+        if self.skipped:  # its marker could not be stored when it was skipped
+            return 0.0 if self.skip() else self._backoff()
         try:
             # Too far past the last saved checkpoint: deliver nothing until it is saved.
             too_far = self._unsaved >= self._settings.max_records_without_checkpoint
@@ -287,15 +298,18 @@ class ShardReader:
                 return self._iterator_of("AFTER_SEQUENCE_NUMBER", self.delivered)
             except TrimmedDataError as exc:
                 self._on_trimmed(exc, self.delivered)
+        self._check_begun_within_retention()
+        if self._start == "LATEST" and not self.begun:
+            # Pinned when the consumer met the stream: never a LATEST iterator, which would
+            # skip what was written between that moment and this first step.
+            pin = self._latest_at if self._latest_at is not None else self._wall_clock()
+            self._store.save(
+                self.stream_arn, self.shard_id, Checkpoint(None, latest_at=pin, begun_at=pin)
+            )
+            self._latest_at, self._begun_at, self.begun = pin, pin, True
         if self._latest_at is not None:
-            # A pinned LATEST start: never a new LATEST, which would skip what came since.
             self._skip_created_before = self._latest_at - LATEST_PIN_CLOCK_MARGIN
             return self._iterator_of("TRIM_HORIZON")
-        if self._start == "LATEST" and not self.begun:
-            latest_at = self._wall_clock()
-            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, latest_at=latest_at))
-            self._latest_at, self.begun = latest_at, True
-            return self._iterator_of("LATEST")
         if not self.begun:
             self._mark_begun()
         start = self.shard.starting_sequence_number
@@ -306,21 +320,41 @@ class ShardReader:
                 self._on_trimmed(exc, None)
         return self._iterator_of("TRIM_HORIZON")
 
+    def _check_begun_within_retention(self) -> None:
+        """A shard that has delivered nothing in the 24 hours since it began may have lost
+        records to the retention: the service cannot say so for a start without a position."""
+        began = self._latest_at if self._latest_at is not None else self._begun_at
+        if not self.begun or began is None or self._wall_clock() - RETENTION_SECONDS <= began:
+            return
+        reason = (
+            f"shard {self.shard_id} began more than 24 hours ago and none of its records was "
+            "delivered since, so its records from then that passed the retention may have "
+            "been lost"
+        )
+        self._report_gap(reason, None, None)
+        self._latest_at, self._begun_at = None, self._wall_clock()
+        self._start = "TRIM_HORIZON"
+
     def _iterator_of(self, iterator_type: str, sequence_number: str | None = None) -> str:
         return self._api.get_shard_iterator(
             self.stream_arn, self.shard_id, iterator_type, sequence_number
         )
 
     def _mark_begun(self) -> None:
-        """Store that this shard's reading has begun (the lineage prunes only then)."""
+        """Store that this shard's reading has begun, and when (lineage prunes only then)."""
+        began = self._wall_clock()
         try:
-            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None))
-            self.begun = True
+            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, begun_at=began))
+            self.begun, self._begun_at = True, began
         except CheckpointStoreError as exc:  # the first checkpoint will say it instead
             logger.warning("shard %s: could not mark it begun: %s", self.shard_id, exc)
 
     def _shard_gone(self, exc: StreamNotFoundError) -> None:
-        """The shard was removed (24 h after it closed) before it was read to its end."""
+        """ResourceNotFound for this shard: is it removed (24 h after it closed), or the
+        whole stream deleted, or a passing error for a shard still listed?"""
+        listed = {shard.shard_id for shard in self._api.describe_stream(self.stream_arn).shards}
+        if self.shard_id in listed:
+            raise ServerError(f"{exc} (yet DescribeStream still lists the shard)") from exc
         reason = (
             f"shard {self.shard_id} was removed from the stream (24 hours after it closed) "
             + (f"after record {self.delivered}" if self.delivered else "before its first record")
@@ -348,7 +382,7 @@ class ShardReader:
         self.delivered = self._latest_at = None
         self._start = "TRIM_HORIZON"
 
-    def _report_gap(self, reason: str, after: str | None, exc: Exception) -> None:
+    def _report_gap(self, reason: str, after: str | None, exc: Exception | None) -> None:
         """Raise, or report and go on, as ``settings.trimmed_data`` says."""
         if self._settings.trimmed_data == "raise":
             raise TrimmedDataError(

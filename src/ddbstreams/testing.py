@@ -397,6 +397,10 @@ class StreamSimulator:
             iterator = self._iterators.get(ShardIterator)
             self._call("GetRecords", iterator.shard_id if iterator else None)
             if iterator is None:
+                if ShardIterator.startswith("sim-iterator-"):  # one forgotten since it expired
+                    raise _client_error(
+                        "ExpiredIteratorException", "Iterator expired", "GetRecords"
+                    )
                 raise _client_error("ValidationException", "Invalid ShardIterator", "GetRecords")
             if self.now - iterator.issued_at > self.iterator_ttl:
                 raise _client_error("ExpiredIteratorException", "Iterator expired", "GetRecords")
@@ -489,7 +493,12 @@ class StreamSimulator:
         return len(shard.records)
 
     def _issue(self, shard_id: str, position: int) -> str:
-        token = f"sim-iterator-{next(self._iterator_numbers)}"
+        number = next(self._iterator_numbers)
+        if number % 1024 == 0:  # forget iterators long expired: memory stays bounded
+            cutoff = self.now - 2 * self.iterator_ttl
+            for old in [t for t, it in self._iterators.items() if it.issued_at < cutoff]:
+                del self._iterators[old]
+        token = f"sim-iterator-{number}"
         self._iterators[token] = _Iterator(shard_id, position, self.now)
         return token
 
