@@ -85,6 +85,7 @@ def test_describe_shows_what_changed() -> None:
     assert "order_status: pending -> shipped" in line
 
 
+@pytest.mark.moto_only(reason="tests `ddbstreams local`, which serves moto")
 @pytest.mark.slow
 def test_local_serves_the_exercise_commands() -> None:
     port = free_port()
@@ -139,6 +140,7 @@ def test_local_serves_the_exercise_commands() -> None:
         assert server.wait(10) == 0
 
 
+@pytest.mark.moto_only(reason="tests `ddbstreams local`, which serves moto")
 def test_local_port_taken_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -152,6 +154,7 @@ def test_local_port_taken_is_one_clear_line(capsys: pytest.CaptureFixture[str]) 
     )
 
 
+@pytest.mark.moto_only(reason="tests `ddbstreams local`, which serves moto")
 def test_local_without_the_extra_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
