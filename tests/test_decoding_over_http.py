@@ -194,3 +194,27 @@ def test_the_rich_item_round_trips(local_endpoint: Any, dynamodb: Any) -> None:
     assert image["digits"] == Decimal("12345678901234567890123456789012345678")
     assert image["nested"]["map"]["deeper"]["b"] == b"\x7f"
     assert image["nothing"] is None and image["yes"] is True and image["no"] is False
+
+
+def test_numbers_past_38_digits_written_out_are_read(local_endpoint: Any, dynamodb: Any) -> None:
+    """MiniStack, like DynamoDB in stream records (boto3 issue 2500), writes 1E+125 out in
+    full: 126 digits, which boto3's TypeDeserializer rejects (decimal.Rounded)."""
+    numbers = {"huge": "9.9999999999999999999999999999999999999E+125", "round": "1E+125"}
+    name = f"decoding-{os.getpid()}-{next(_numbers)}"
+    create_order_table(dynamodb, name)
+    try:
+        dynamodb.put_item(
+            TableName=name, Item={**OTHER_KEY, **{k: {"N": v} for k, v in numbers.items()}}
+        )
+        collector = RecordCollector()
+        with StreamConsumer(
+            collector, table_name=name, endpoint_url=local_endpoint.url, settings=FAST
+        ):
+            (record,) = collector.wait_for(1)
+    finally:
+        dynamodb.delete_table(TableName=name)
+    assert record.new_image is not None
+    for attribute, text in numbers.items():
+        assert record.new_image[attribute] == Decimal(text)
+        wire = record.raw["dynamodb"]["NewImage"][attribute]["N"]
+        assert Decimal(wire) == Decimal(text)
