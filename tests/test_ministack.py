@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import FAST, SERVER, put_order
+from conftest import ENDPOINT_URL, FAST, SERVER, put_order
 from ddbstreams import (
     Record,
     SQLiteCheckpointStore,
@@ -39,7 +39,9 @@ from ministack_endpoint import MiniStack
 
 pytestmark = [
     pytest.mark.local_endpoint,
-    pytest.mark.skipif(SERVER != "ministack", reason="MiniStack only: run `nox -s compat`"),
+    pytest.mark.skipif(
+        SERVER != "ministack" or ENDPOINT_URL is None, reason="MiniStack only: run `nox -s compat`"
+    ),
 ]
 
 LIFETIME = 3.0  # seconds a shard iterator lives on the `short_lived` server (AWS: 15 min)
@@ -328,6 +330,24 @@ def test_disabled_stream_is_drained_then_a_new_consumer_follows_the_new_stream(
         follower.wait_for(1)
     assert second.stream_arn == new_arn
     assert emails(follower.records) == ["w@example.com"]
+
+
+def test_table_deleted_while_consumed_is_drained_then_stream_disabled(local_endpoint: Any) -> None:
+    dynamodb, table, _ = new_table(local_endpoint)
+    collector = RecordCollector()
+    consumer = StreamConsumer(
+        collector, table_name=table, endpoint_url=local_endpoint.url, settings=FAST
+    )
+    consumer.start()
+    put_order(dynamodb, table, "x@example.com", "1")
+    collector.wait_for(1)
+    put_order(dynamodb, table, "y@example.com", "1")
+    dynamodb.delete_table(TableName=table)  # its stream stays readable, as a disabled one
+    ended = consumer.wait(30)
+    with pytest.raises(StreamDisabledError):
+        consumer.stop(10)
+    assert ended, "the consumer did not end after its table was deleted"
+    assert emails(collector.records) == ["x@example.com", "y@example.com"]
 
 
 # (e) ---------------------------------------------------------------------------------------
