@@ -1,8 +1,12 @@
-"""Project tasks. `nox` runs lint, typecheck and tests; `nox -s demo` runs the exercise."""
+"""Project tasks. `nox` runs lint, typecheck, tests and compat; `nox -s demo` runs the exercise."""
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "compat"]
 nox.options.error_on_missing_interpreters = False  # `pythons` runs what is installed
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -33,6 +37,46 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, integration tests over HTTP against the embedded endpoint."""
     session.install("-e", ".[local]", *group("test"))
     session.run("pytest", *session.posargs)
+
+
+# MiniStack pins its own botocore, so it gets a virtualenv of its own, next to the session's.
+MINISTACK = "ministack>=1.5,<1.6"
+
+
+@nox.session
+def compat(session: nox.Session) -> None:
+    """Integration tests against a second server, MiniStack, plus MiniStack-only cases."""
+    session.install("-e", ".", *group("test"))  # no moto: MiniStack is the endpoint
+    python = _ministack_python(session)
+    spec = importlib.util.spec_from_file_location(
+        "ministack_endpoint", Path(__file__).parent / "tests" / "ministack_endpoint.py"
+    )
+    assert spec is not None and spec.loader is not None
+    starter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(starter)
+    with starter.MiniStack(python) as server:  # stopped on the way out, pass or fail
+        session.log(f"MiniStack serves {server.url}")
+        session.run(
+            "pytest",
+            "-m",
+            "local_endpoint and not moto_only",
+            *session.posargs,
+            env={
+                "DDBSTREAMS_TEST_ENDPOINT_URL": server.url,
+                "DDBSTREAMS_TEST_SERVER": "ministack",
+                "DDBSTREAMS_MINISTACK_PYTHON": python,  # for servers with short lifetimes
+            },
+        )
+
+
+def _ministack_python(session: nox.Session) -> str:
+    """The interpreter of .nox/compat-ministack, a virtualenv with MiniStack installed."""
+    venv = Path(session.virtualenv.location).parent / "compat-ministack"
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    if not python.exists():
+        session.run("python", "-m", "venv", str(venv))
+    session.run(str(python), "-m", "pip", "install", "--quiet", MINISTACK, external=True)
+    return str(python)
 
 
 @nox.session(python=["3.10", "3.11", "3.12", "3.13"])

@@ -1,4 +1,10 @@
-"""Shared fixtures: the embedded local endpoint over real HTTP, and order tables on it."""
+"""Shared fixtures: the embedded local endpoint over real HTTP, and order tables on it.
+
+By default the integration tests start moto's server (``LocalEndpoint``). With
+``DDBSTREAMS_TEST_ENDPOINT_URL`` set they talk to that endpoint instead (``nox -s compat``
+points it at MiniStack, and sets ``DDBSTREAMS_TEST_SERVER=ministack``); tests marked
+``moto_only`` are then skipped, with their reason.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,43 @@ import pytest
 from ddbstreams import ConsumerSettings
 from ddbstreams.testing import LocalEndpoint, create_order_table
 
+ENDPOINT_URL = os.environ.get("DDBSTREAMS_TEST_ENDPOINT_URL")
+SERVER = os.environ.get("DDBSTREAMS_TEST_SERVER", "external" if ENDPOINT_URL else "moto")
+
 FAST = ConsumerSettings(poll_interval=0.02, checkpoint_interval=0.2, handler_retry_initial=0.01)
 _table_numbers = itertools.count(1)
 
 
+class ExternalEndpoint:
+    """An endpoint someone else started: what the tests use of ``LocalEndpoint``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def client_kwargs(self) -> dict[str, str]:
+        return {
+            "endpoint_url": self.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if ENDPOINT_URL is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("moto_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason", "relies on moto's server")
+            item.add_marker(pytest.mark.skip(reason=f"moto only: {reason}"))
+
+
 @pytest.fixture(scope="session")
-def local_endpoint() -> Iterator[LocalEndpoint]:
+def local_endpoint() -> Iterator[LocalEndpoint | ExternalEndpoint]:
+    if ENDPOINT_URL is not None:
+        yield ExternalEndpoint(ENDPOINT_URL)
+        return
     with LocalEndpoint("127.0.0.1", 0) as endpoint:
         yield endpoint
 

@@ -156,6 +156,7 @@ def test_second_ctrl_c_exits_at_once_without_a_traceback(
             tail.wait()
 
 
+@pytest.mark.moto_only(reason="starts the embedded moto endpoint late")
 def test_tail_waits_for_an_endpoint_that_starts_after_it(dynamodb: Any, order_table: str) -> None:
     # `ddbstreams local & ddbstreams tail ...`: tail first, on a port where nothing listens.
     port = free_port()
@@ -412,6 +413,7 @@ def test_describe_shows_what_changed() -> None:
     assert "order_status: pending -> shipped" in line
 
 
+@pytest.mark.moto_only(reason="tests `ddbstreams local`, which serves moto")
 @pytest.mark.slow
 def test_local_serves_the_exercise_commands() -> None:
     port = free_port()
@@ -466,6 +468,7 @@ def test_local_serves_the_exercise_commands() -> None:
         assert server.wait(10) == 0
 
 
+@pytest.mark.moto_only(reason="starts the embedded moto endpoint")
 @pytest.mark.parametrize("account_id_endpoint_mode", [None, "preferred", "required"])
 def test_local_endpoint_leaves_the_environment_alone(
     monkeypatch: pytest.MonkeyPatch, account_id_endpoint_mode: str | None
@@ -497,6 +500,7 @@ def test_local_endpoint_leaves_the_environment_alone(
     assert dict(os.environ) == environment
 
 
+@pytest.mark.moto_only(reason="tests `ddbstreams local`, which serves moto")
 def test_local_port_taken_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -522,6 +526,7 @@ def test_local_port_out_of_range_is_a_usage_error(
     assert "Traceback" not in err
 
 
+@pytest.mark.moto_only(reason="tests `ddbstreams local`, which serves moto")
 def test_local_without_the_extra_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import decimal
 from decimal import Decimal
 from typing import Any
 
@@ -119,3 +120,49 @@ def test_record_images_equal_type_deserializer(image: dict[str, Any]) -> None:
     deserializer = TypeDeserializer()
     expected = {k: unwrap_binary(deserializer.deserialize(v)) for k, v in image.items()}
     assert record.keys == record.new_image == record.old_image == expected
+
+
+# DynamoDB numbers: up to 38 significant digits, magnitudes from 1E-130 to 9.99...E+125. The
+# service may write them out in full ("1" and 125 zeros for 1E+125): DynamoDB itself in
+# stream records (boto3 issue 2500) and MiniStack alike.
+dynamodb_numbers = st.builds(
+    lambda sign, digits, exponent, positional: (
+        f"{sign}{Decimal(f'{digits}E{exponent}'):f}" if positional else f"{sign}{digits}E{exponent}"
+    ),
+    st.sampled_from(["", "-"]),
+    st.integers(min_value=1, max_value=10**38 - 1),
+    st.integers(min_value=-130, max_value=88),
+    st.booleans(),
+).filter(lambda text: -130 <= Decimal(text).adjusted() <= 125)
+
+
+@given(dynamodb_numbers)
+def test_every_dynamodb_number_is_read_exactly(text: str) -> None:
+    got = deserialize_value({"N": text})
+    assert got == Decimal(text)
+    assert (
+        deserialize_image({"n": {"N": text}})["n"] == got == deserialize_value({"NS": [text]}).pop()
+    )
+    try:
+        expected = TypeDeserializer().deserialize({"N": text})
+    except decimal.Rounded:
+        return  # boto3 rejects a number written out past 38 digits (boto3 issue 2500)
+    assert repr(got) == repr(expected)  # otherwise exactly what boto3 gives, digit for digit
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" + "0" * 125,  # 1E+125 as MiniStack (and DynamoDB) write it
+        "-" + "9" * 38 + "0" * 88,
+        "110111111111111110000000000000000000000",  # from a stream record (Powertools 4845)
+    ],
+)
+def test_numbers_written_out_past_38_digits_are_read(text: str) -> None:
+    assert deserialize_value({"N": text}) == Decimal(text)
+    assert deserialize_image({"n": {"N": text}}) == {"n": Decimal(text)}
+
+
+def test_a_number_that_would_lose_digits_still_raises() -> None:
+    with pytest.raises(decimal.Inexact):
+        deserialize_value({"N": "1" * 39})

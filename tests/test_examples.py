@@ -13,6 +13,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 @pytest.mark.slow
 @pytest.mark.local_endpoint
+@pytest.mark.moto_only(reason="the example starts its own moto endpoint")
 def test_run_exercise_end_to_end() -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "run_exercise.py")],

@@ -1,18 +1,26 @@
 """DynamoDB AttributeValues (wire JSON form) to Python values.
 
 The result equals what ``boto3.dynamodb.types.TypeDeserializer`` gives (``Decimal`` for N,
-``set`` for SS/NS/BS, ``None`` for NULL), except that binary values are real ``bytes``.
+``set`` for SS/NS/BS, ``None`` for NULL), except that binary values are real ``bytes`` and that
+numbers written out past 38 digits are read (boto3 raises ``decimal.Rounded`` on them).
 """
 
 from __future__ import annotations
 
 from base64 import b64decode
 from collections.abc import Callable, Mapping
+from decimal import Rounded
 from typing import Any
 
 from boto3.dynamodb.types import DYNAMODB_CONTEXT
 
-_decimal = DYNAMODB_CONTEXT.create_decimal
+# DynamoDB may write a number out in full: 1E+125 as "1" and 125 zeros (stream records do,
+# boto3 issue 2500; so does MiniStack). boto3's context traps Rounded, so it rejects such a
+# number although dropping those zeros loses nothing. Without that trap only a number that
+# would lose a digit (Inexact) raises; every number boto3 reads comes out as boto3 gives it.
+_CONTEXT = DYNAMODB_CONTEXT.copy()
+_CONTEXT.traps[Rounded] = False
+_decimal = _CONTEXT.create_decimal
 
 
 def _binary(value: str | bytes) -> bytes:

@@ -21,8 +21,9 @@ class Record:
 
     Images are turned into Python values on first access and cached, with the values
     boto3's ``TypeDeserializer`` gives (``str``, ``Decimal``, ``set``, ``list``, ``dict``,
-    ``bool``, ``None``), except that binary attributes are real ``bytes``. An image the
-    stream's view type does not carry is ``None``.
+    ``bool``, ``None``), except that binary attributes are real ``bytes`` and that a number
+    DynamoDB writes out past 38 digits (``1E+125`` as "1" and 125 zeros), which boto3
+    rejects, is read. An image the stream's view type does not carry is ``None``.
 
     ``raw`` is the record exactly as it came off the wire (AttributeValue JSON).
     """
