@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
 import time
@@ -80,6 +81,8 @@ class StreamDescription:
     stream_arn: str
     status: str
     shards: tuple[ShardInfo, ...]
+    # The service's clock when it answered (its HTTP Date header, to the second), if known.
+    service_time: float | None = None
 
 
 # Set while ddbstreams itself calls GetRecords, so that the raw fast path never changes
@@ -204,6 +207,15 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
     if code in _SERVER_CODES or status >= 500 or code.isdigit():
         return ServerError(detail)
     return ServiceError(detail, code=code)
+
+
+def _date_header(response: Any) -> float | None:
+    """The UNIX time of an answer's HTTP ``Date`` header (the service's clock), if any."""
+    try:
+        date = response["ResponseMetadata"]["HTTPHeaders"]["date"]
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _member(response: Any, name: str, operation: str) -> Any:
@@ -344,12 +356,14 @@ class StreamsAPI:
         """Every shard of the stream, following ``LastEvaluatedShardId`` to the last page."""
         shards: list[ShardInfo] = []
         kwargs: dict[str, Any] = {"StreamArn": stream_arn}
+        service_time: float | None = None
         while True:
-            page = _member(
-                self._call(self._streams.describe_stream, "DescribeStream", stream_arn, **kwargs),
-                "StreamDescription",
-                "DescribeStream",
+            response = self._call(
+                self._streams.describe_stream, "DescribeStream", stream_arn, **kwargs
             )
+            if service_time is None:
+                service_time = _date_header(response)
+            page = _member(response, "StreamDescription", "DescribeStream")
             shards.extend(ShardInfo.from_wire(shard) for shard in page.get("Shards", []))
             last = page.get("LastEvaluatedShardId")
             if not last:
@@ -357,6 +371,7 @@ class StreamsAPI:
                     stream_arn=stream_arn,
                     status=str(page.get("StreamStatus", "ENABLED")),
                     shards=tuple(shards),
+                    service_time=service_time,
                 )
             kwargs["ExclusiveStartShardId"] = last
 

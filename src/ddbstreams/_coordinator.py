@@ -36,6 +36,8 @@ MIN_SECONDS_BETWEEN_DISCOVERIES = 1.0
 DISCOVERY_RETRY_MAX = 5.0
 THREAD_NAME_PREFIX = "ddbstreams"
 IDLE_WAKE = 60.0  # the scheduler's longest sleep; every event wakes it sooner
+# A LATEST start pinned by the host's clock errs this much early: it may run ahead.
+HOST_CLOCK_MARGIN = 60.0
 # Once a final checkpoint has failed, the others are tried for this long at most.
 FINAL_CHECKPOINT_BUDGET = 1.0
 
@@ -155,6 +157,7 @@ class ShardCoordinator:
         self._handovers: dict[str, str] = {}  # shard id -> taker, once its step is done
         self._stale: set[str] = set()  # readers to rebuild (or drop) once their step is done
         self._latest_pin: float | None = None
+        self._started_at = (0.0, 0.0)  # wall and monotonic clock when run() began
 
     def stop(self) -> None:
         """Ask ``run()`` to return: in-flight handler calls finish, checkpoints are written."""
@@ -186,8 +189,7 @@ class ShardCoordinator:
     def run(self) -> None:
         """Read the stream until stopped; see the class docstring."""
         failure: BaseException | None = None
-        # A LATEST start means "from now": every shard's pin is this moment.
-        self._latest_pin = self._wall_clock()
+        self._started_at = (self._wall_clock(), self._clock())
         try:
             if not self._first_discovery():
                 return
@@ -403,6 +405,8 @@ class ShardCoordinator:
         """Merge a discovery: new readers, vanished parents settled, old shards pruned."""
         description, checkpoints = discovered.description, discovered.checkpoints
         first_contact = discovered.first and not checkpoints
+        if first_contact and self.settings.start_position == "LATEST":
+            self._latest_pin = self._pin(description.service_time)
         now = self._clock()
         with self._lock:
             self._stream_status = description.status
@@ -425,6 +429,21 @@ class ShardCoordinator:
             if self._is_ready(shard.shard_id):
                 self._push(now, shard.shard_id)
         self._prune(listed)
+
+    def _pin(self, service_time: float | None) -> float:
+        """Where a LATEST start begins, as a record creation time (the service's clock).
+
+        Records are taken from TRIM_HORIZON and those created before the pin are passed
+        over: never a LATEST iterator, which would skip what is written between the start
+        and each shard's first step. The pin errs early (duplicates, never loss): by the
+        length of the first DescribeStream and one second of rounding when the service's
+        clock is known from its Date header, else by a minute for the host's clock."""
+        wall, monotonic = self._started_at
+        if service_time is not None:
+            return service_time - (self._clock() - monotonic) - 1.0
+        if self._wall_clock is not time.time:  # a simulator's clock is the service's
+            return wall
+        return wall - HOST_CLOCK_MARGIN
 
     def _new_reader(
         self, shard: ShardInfo, checkpoint: Checkpoint | None, first_contact: bool

@@ -8,6 +8,7 @@ Steps never sleep: they return how long to wait before the next one.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -38,10 +39,6 @@ from ._settings import ConsumerSettings
 logger = logging.getLogger("ddbstreams")
 
 EMPTY_PAGES_BEFORE_IDLE_BACKOFF = 4
-# A start at LATEST reads from TRIM_HORIZON and skips the records created before its pin,
-# less this margin: the creation time is rounded down to the second, and the host's clock
-# may run ahead of the service's.
-LATEST_PIN_CLOCK_MARGIN = 60.0
 RETENTION_SECONDS = 86400.0
 
 Handler = Callable[[Record], Any]
@@ -308,7 +305,8 @@ class ShardReader:
             )
             self._latest_at, self._begun_at, self.begun = pin, pin, True
         if self._latest_at is not None:
-            self._skip_created_before = self._latest_at - LATEST_PIN_CLOCK_MARGIN
+            # Creation times are rounded down to the second: so is the pin.
+            self._skip_created_before = math.floor(self._latest_at)
             return self._iterator_of("TRIM_HORIZON")
         if not self.begun:
             self._mark_begun()
