@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddbstreams._deserialize import deserialize_image, deserialize_value
@@ -107,6 +107,7 @@ def test_malformed_attribute_value_is_a_clear_error(bad: dict[str, Any]) -> None
         deserialize_value(bad)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # nested values, on a busy machine
 @given(st.dictionaries(names, attribute_values, min_size=1, max_size=6))
 def test_record_images_equal_type_deserializer(image: dict[str, Any]) -> None:
     from ddbstreams import Record

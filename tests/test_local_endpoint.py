@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -107,6 +108,17 @@ def test_latest_versus_trim_horizon(
     put_order(dynamodb, order_table, "old@example.com", "1")
     stream_arn = dynamodb.describe_table(TableName=order_table)["Table"]["LatestStreamArn"]
     streams = boto3.client("dynamodbstreams", **local_endpoint.client_kwargs())
+    # A LATEST start is pinned by the service's clock, to the second, erring early: let the
+    # endpoint's clock (this host's) pass the second after the old record's creation.
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    (old,) = streams.get_records(ShardIterator=iterator)["Records"]
+    created = old["dynamodb"]["ApproximateCreationDateTime"].timestamp()
+    clock = threading.Event()
+    while time.time() < math.floor(created) + 2:  # a condition on the clock itself
+        clock.wait(0.05)
     polled = threading.Event()  # set once a GetRecords call has answered: the iterator exists
     streams.meta.events.register("after-call.dynamodb-streams.GetRecords", lambda **_: polled.set())
     latest, horizon = RecordCollector(), RecordCollector()

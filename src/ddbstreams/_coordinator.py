@@ -21,7 +21,14 @@ from ._errors import (
     TrimmedDataError,
 )
 from ._health import Health, assess
-from ._leases import FencedCheckpoints, GroupChanges, GroupMember, LeaseTable, default_worker_id
+from ._leases import (
+    FencedCheckpoints,
+    GroupChanges,
+    GroupMember,
+    LeaseLostError,
+    LeaseTable,
+    default_worker_id,
+)
 from ._lineage import ShardInfo, ShardLineage
 from ._pool import Abandoned, WorkerPool, call_unless_stopped
 from ._reader import Handler, ShardReader, StartFrom, TrimmedDataGap
@@ -436,11 +443,12 @@ class ShardCoordinator:
         Records are taken from TRIM_HORIZON and those created before the pin are passed
         over: never a LATEST iterator, which would skip what is written between the start
         and each shard's first step. The pin errs early (duplicates, never loss): by the
-        length of the first DescribeStream and one second of rounding when the service's
-        clock is known from its Date header, else by a minute for the host's clock."""
+        length of the first DescribeStream when the service's clock is known from its Date
+        header (which, like creation times, is rounded down to the second), else by a
+        minute for the host's clock."""
         wall, monotonic = self._started_at
         if service_time is not None:
-            return service_time - (self._clock() - monotonic) - 1.0
+            return service_time - (self._clock() - monotonic)
         if self._wall_clock is not time.time:  # a simulator's clock is the service's
             return wall
         return wall - HOST_CLOCK_MARGIN
@@ -475,7 +483,10 @@ class ShardCoordinator:
             latest_pin=self._latest_pin if start == "LATEST" else None,
         )
         if start == "LATEST" and shard.closed:
-            reader.skip()
+            try:
+                reader.skip()  # (retried by its steps if it could not be stored)
+            except LeaseLostError:
+                pass  # another worker's to skip, or this one's once it holds the lease
         return reader
 
     def _settle_vanished(

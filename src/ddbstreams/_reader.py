@@ -148,6 +148,8 @@ class ShardReader:
         self.skipped = True
         try:
             self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, finished=True))
+        except LeaseLostError:
+            raise
         except CheckpointStoreError as exc:
             self._failed("store", exc, "could not store the shard as skipped")
             return False
@@ -344,6 +346,8 @@ class ShardReader:
         try:
             self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, begun_at=began))
             self.begun, self._begun_at = True, began
+        except LeaseLostError:
+            raise
         except CheckpointStoreError as exc:  # the first checkpoint will say it instead
             logger.warning("shard %s: could not mark it begun: %s", self.shard_id, exc)
 
