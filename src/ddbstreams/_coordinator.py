@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import logging
@@ -483,10 +484,9 @@ class ShardCoordinator:
             latest_pin=self._latest_pin if start == "LATEST" else None,
         )
         if start == "LATEST" and shard.closed:
-            try:
-                reader.skip()  # (retried by its steps if it could not be stored)
-            except LeaseLostError:
-                pass  # another worker's to skip, or this one's once it holds the lease
+            # Retried by its steps if it could not be stored; in a group, by its lease holder.
+            with contextlib.suppress(LeaseLostError):
+                reader.skip()
         return reader
 
     def _settle_vanished(

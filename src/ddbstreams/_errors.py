@@ -10,6 +10,7 @@ DDBStreamsError                   base of everything below; .retriable says if t
 ├── StreamDisabledError           the stream was disabled; every record it held was delivered
 ├── TrimmedDataError              records passed the 24 h retention before they were read
 ├── CheckpointStoreError          the checkpoint store cannot be read or written
+│   └── LeaseLostError            another worker of the group holds the shard now
 ├── LocalEndpointError            the embedded local endpoint cannot start
 ├── ServiceError                  any other error answered by the service; .code holds its code
 └── TransientError                retriable: the consumer backs off and tries again
