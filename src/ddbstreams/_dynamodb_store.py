@@ -54,7 +54,9 @@ class DynamoDBCheckpointStore:
         group: the consumer group; groups on one stream each receive every record.
         lease_duration: seconds without a heartbeat after which a worker's shards may be
             taken. Workers heartbeat every third of it.
-        endpoint_url, region_name, session: as for :class:`StreamConsumer`.
+        endpoint_url: as for :class:`StreamConsumer`.
+        region_name: as for :class:`StreamConsumer`.
+        session: as for :class:`StreamConsumer`.
         client: a boto3 ``dynamodb`` client to use instead of building one.
     """
 
