@@ -264,3 +264,23 @@ def test_the_handler_may_stop_the_consumer() -> None:
     assert consumer.wait(timeout=10)
     assert seen == written[:2]
     assert store.load_all(sim.stream_arn) == {sim.open_shard_ids()[0]: Checkpoint(written[1])}
+
+
+def test_hooks_announce_each_shard_s_start_and_end_in_order() -> None:
+    sim = StreamSimulator()
+    (parent,) = sim.open_shard_ids()
+    sim.insert(item(1))
+    (child,) = sim.rollover()
+    sim.insert(item(1, 1))
+    events: list[tuple[str, str]] = []
+    collector = RecordCollector()
+    with StreamConsumer(
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
+        settings=FAST,
+        on_shard_started=lambda shard: events.append(("started", shard)),
+        on_shard_ended=lambda shard: events.append(("ended", shard)),
+    ):
+        collector.wait_for(2)
+    assert events == [("started", parent), ("ended", parent), ("started", child)]

@@ -59,6 +59,11 @@ class StreamConsumer:
             suffix.
         on_lease_lost: called with a shard id when another worker took its lease (this
             worker stopped reading it at once), so that per-shard state can be dropped.
+        on_shard_started: called with a shard id before this worker first reads it (again
+            after a lease came back).
+        on_shard_ended: called with a shard id once it was read to its end and
+            checkpointed finished, so that per-shard state can be flushed. The three hooks
+            run on the consumer's scheduling thread: keep them quick.
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class StreamConsumer:
         on_data_loss: Callable[[TrimmedDataGap], Any] | None = None,
         worker_id: str | None = None,
         on_lease_lost: Callable[[str], Any] | None = None,
+        on_shard_started: Callable[[str], Any] | None = None,
+        on_shard_ended: Callable[[str], Any] | None = None,
     ) -> None:
         if not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {handler!r}")
@@ -120,6 +127,8 @@ class StreamConsumer:
         self.on_data_loss = on_data_loss
         self.worker_id = worker_id
         self.on_lease_lost = on_lease_lost
+        self.on_shard_started = on_shard_started
+        self.on_shard_ended = on_shard_ended
         self._stream_arn = stream_arn
         if client is not None:
             self._api = StreamsAPI(client, client, attempts=settings.request_attempts)
@@ -295,6 +304,8 @@ class StreamConsumer:
             on_data_loss=self.on_data_loss,
             worker_id=self.worker_id,
             on_lease_lost=self.on_lease_lost,
+            on_shard_started=self.on_shard_started,
+            on_shard_ended=self.on_shard_ended,
         )
         with self._lock:
             self._coordinator = coordinator

@@ -117,6 +117,8 @@ class ShardCoordinator:
         wall_clock: Callable[[], float] | None = None,
         worker_id: str | None = None,
         on_lease_lost: Callable[[str], Any] | None = None,
+        on_shard_started: Callable[[str], Any] | None = None,
+        on_shard_ended: Callable[[str], Any] | None = None,
     ) -> None:
         self.stream_arn = stream_arn
         self.settings = settings if settings is not None else ConsumerSettings()
@@ -150,6 +152,8 @@ class ShardCoordinator:
         # A consumer group: a store that is also a lease table shares the shards out.
         self._member: GroupMember | None = None
         self._on_lease_lost = on_lease_lost
+        self._on_shard_started = on_shard_started
+        self._on_shard_ended = on_shard_ended
         if isinstance(checkpoint_store, LeaseTable):
             self._member = GroupMember(
                 checkpoint_store,
@@ -262,6 +266,8 @@ class ShardCoordinator:
                 self._refresh(shard_id, now)
                 continue
             if reader.finished:
+                if self._on_shard_ended is not None:
+                    self._on_shard_ended(shard_id)
                 discover_soon |= not self._schedule_children(shard_id, now)
             elif error is None:
                 self._push(now + delay, shard_id)
@@ -276,6 +282,10 @@ class ShardCoordinator:
             if self._member is not None and not self._member.holds(shard_id):
                 continue  # another worker's, for now
             self._in_flight.add(shard_id)
+            if not reader.announced:
+                reader.announced = True
+                if self._on_shard_started is not None:
+                    self._on_shard_started(shard_id)
             self._pool.submit(
                 functools.partial(reader.step, self._stop),
                 functools.partial(self._step_done, shard_id),

@@ -109,6 +109,7 @@ class ShardReader:
         self._begun_at = checkpoint.begun_at if checkpoint else None
         self.skipped = False
         self.revoked = False  # its lease was lost: nothing more may be saved
+        self.announced = False  # on_shard_started was called for it
         self.records_delivered = 0
         self.failures = 0  # consecutive failures of the kind below
         self.failure_kind: FailureKind | None = None
