@@ -7,6 +7,7 @@ consumers share a simulated stream where delivery is checked.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections import Counter
@@ -337,3 +338,31 @@ def wait_until(condition: Any, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         step.wait(0.02)
+
+
+def test_the_leases_command_shows_who_reads_what(
+    store: DynamoDBCheckpointStore,
+    local_endpoint: LocalEndpoint,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ddbstreams._cli import main
+
+    clock = Clock()
+    group = members(store, clock, "a", "b")
+    group[0].register(shards(3))
+    settle(group, clock)
+    args = ["leases", store.table_name, "--endpoint-url", local_endpoint.url]
+    assert main([*args, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (leases,) = shown["streams"].values()
+    assert sorted(Counter(lease["owner"] for lease in leases).values()) == [1, 2]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert ARN in text and "a: " in text and "b: " in text
+    assert (
+        main(
+            ["leases", store.table_name, "--group", "nobody", "--endpoint-url", local_endpoint.url]
+        )
+        == 0
+    )
+    assert "has no leases" in capsys.readouterr().out

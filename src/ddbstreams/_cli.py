@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 from types import FrameType
@@ -21,6 +23,7 @@ from . import __version__
 from ._checkpoints import InMemoryCheckpointStore, SQLiteCheckpointStore
 from ._client import StreamsAPI, build_boto3_clients
 from ._consumer import StreamConsumer
+from ._dynamodb_store import DynamoDBCheckpointStore
 from ._errors import DDBStreamsError, EndpointUnreachableError
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
 from ._records import Record
@@ -162,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="ddbstreams",
         description=_wrapped(
             "Consume Amazon DynamoDB Streams: print a table's changes as they happen (tail), "
-            "or serve DynamoDB and DynamoDB Streams locally (local)."
+            "serve DynamoDB and DynamoDB Streams locally (local), or show a consumer group's "
+            "leases (leases)."
         ),
         epilog="'ddbstreams COMMAND --help' tells a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -258,6 +262,33 @@ def _parser() -> argparse.ArgumentParser:
         help="the port to listen on; 0 picks a free one (default: %(default)s)",
     )
     local.set_defaults(run=_local)
+
+    leases = commands.add_parser(
+        "leases",
+        parents=[after],
+        help="show a consumer group's leases: who reads which shard, how far",
+        description=_wrapped(
+            "Show a consumer group's leases in the lease TABLE of a DynamoDBCheckpointStore: "
+            "per shard its owner, epoch, checkpoint and whether it is finished, and per "
+            "stream how many shards each worker holds."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    leases.add_argument("table", metavar="TABLE", help="the lease table")
+    leases.add_argument(
+        "--group", default="default", help="the consumer group (default: %(default)s)"
+    )
+    leases.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="a local or custom endpoint, such as http://localhost:8000 (default: AWS itself)",
+    )
+    leases.add_argument(
+        "--region",
+        help="the AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the AWS config file)",
+    )
+    leases.add_argument("--json", action="store_true", help="print one JSON document")
+    leases.set_defaults(run=_leases)
     return parser
 
 
@@ -426,6 +457,36 @@ def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
             signal.signal(sig, handler)
     if failures:
         raise failures[0]
+    return 0
+
+
+def _leases(args: argparse.Namespace) -> int:
+    store = DynamoDBCheckpointStore(
+        args.table,
+        group=args.group,
+        create_table=False,
+        endpoint_url=args.endpoint_url,
+        region_name=args.region,
+    )
+    report = {
+        arn: [dataclasses.asdict(lease) for lease in store.leases(arn)] for arn in store.streams()
+    }
+    if args.json:
+        print(json.dumps({"group": args.group, "streams": report}, indent=2))
+        return 0
+    if not report:
+        print(f"group {args.group!r} has no leases in {args.table!r}")
+    for arn, leases in report.items():
+        held = Counter(lease["owner"] or "(free)" for lease in leases if not lease["finished"])
+        print(
+            f"{arn}  ({', '.join(f'{w}: {n}' for w, n in sorted(held.items())) or 'all finished'})"
+        )
+        for lease in leases:
+            state = "finished" if lease["finished"] else lease["owner"] or "(free)"
+            print(
+                f"  {lease['shard_id']}  {state:<24} epoch {lease['epoch']:<4} "
+                f"checkpoint {lease['checkpoint'] or '-'}"
+            )
     return 0
 
 

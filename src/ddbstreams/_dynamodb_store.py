@@ -283,6 +283,22 @@ class DynamoDBCheckpointStore:
         """Every lease of the stream in this group: who holds what, how far it is read."""
         return [_lease(item) for item in self._query(stream_arn, "shard|")]
 
+    def streams(self) -> list[str]:
+        """The streams this group has leases for (a scan of the table: for tools)."""
+        arns: set[str] = set()
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "begins_with(pk, :group)",
+            "ExpressionAttributeValues": {":group": {"S": f"{self.group}|"}},
+            "ProjectionExpression": "pk",
+        }
+        while True:
+            page = self._call("read", self._db.scan, **kwargs)
+            arns.update(item["pk"]["S"].split("|", 1)[1] for item in page.get("Items", []))
+            if not page.get("LastEvaluatedKey"):
+                return sorted(arns)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def add_leases(self, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
         for shard in shards:
             item = {
