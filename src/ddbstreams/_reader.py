@@ -165,9 +165,9 @@ class ShardReader:
         """
         if stop.is_set():
             return 0.0
-        if self.skipped:  # its marker could not be stored when it was skipped
-            return 0.0 if self.skip() else self._backoff()
         try:
+            if self.skipped:  # its marker could not be stored when it was skipped
+                return 0.0 if self.skip() else self._backoff()
             # Too far past the last saved checkpoint: deliver nothing until it is saved.
             too_far = self._unsaved >= self._settings.max_records_without_checkpoint
             if too_far and not self._save_progress():
