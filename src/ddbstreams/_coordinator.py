@@ -262,6 +262,8 @@ class ShardCoordinator:
                 self._hand_over(shard_id, self._handovers.pop(shard_id))
                 continue
             if shard_id in self._stale or reader.revoked:
+                if reader.revoked and self._member is not None:
+                    self._member.drop(shard_id)  # its next look at the table says more
                 self._stale.discard(shard_id)
                 self._refresh(shard_id, now)
                 continue

@@ -242,6 +242,10 @@ class GroupMember:
         self.held.clear()
         self.table.remove_worker(self.stream_arn, self.worker_id)
 
+    def drop(self, shard_id: str) -> None:
+        """Stop counting a lease as held: a checkpoint write found it lost."""
+        self.held.pop(shard_id, None)
+
     def handed_over(self, shard_id: str, to: str | None) -> bool:
         """Give one held lease to ``to`` (after its reader stopped and checkpointed)."""
         self.handing_over.discard(shard_id)
