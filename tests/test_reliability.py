@@ -126,6 +126,37 @@ def test_a_shard_that_ends_while_running_is_followed_by_its_children_at_once() -
         second = sim.insert(item(1, 1))
         collector.wait_for(2)  # found by the rediscovery that a shard's end starts
     assert collector.sequence_numbers() == [first, second]
+    describes = [e[2] for e in list(sim.events) if e[0] == "DescribeStream"]
+    assert describes[0] is None  # the first scan lists every shard...
+    assert "CHILD_SHARDS" in describes and None not in describes[1:]  # ...then only children
+
+
+def test_children_are_found_by_a_full_scan_where_shard_filter_is_unknown() -> None:
+    sim = StreamSimulator()
+
+    class NoFilter:  # an older botocore or endpoint: describe_stream without ShardFilter
+        get_shard_iterator, get_records, wall_time = (
+            sim.get_shard_iterator,
+            sim.get_records,
+            sim.wall_time,
+        )
+
+        def describe_stream(self, *, StreamArn: str, **kwargs: Any) -> Any:
+            if "ShardFilter" in kwargs:
+                raise TypeError("describe_stream() got an unexpected keyword argument")
+            return sim.describe_stream(StreamArn=StreamArn, **kwargs)
+
+    collector = RecordCollector()
+    slow_discovery = ConsumerSettings(poll_interval=0.01, discovery_interval=3600)
+    with StreamConsumer(
+        collector, stream_arn=sim.stream_arn, client=NoFilter(), settings=slow_discovery
+    ):
+        first = sim.insert(item(1))
+        collector.wait_for(1)
+        sim.rollover()
+        second = sim.insert(item(1, 1))
+        collector.wait_for(2)
+    assert collector.sequence_numbers() == [first, second]
 
 
 def test_latest_is_never_applied_to_the_child_of_a_checkpointed_parent() -> None:

@@ -230,6 +230,10 @@ def _member(response: Any, name: str, operation: str) -> Any:
     return value
 
 
+class FilterUnsupported(Exception):
+    """``DescribeStream``'s ``ShardFilter`` is not supported here: scan the whole stream."""
+
+
 class Interrupted(Exception):
     """A retry wait was cut short because the consumer is stopping."""
 
@@ -374,6 +378,31 @@ class StreamsAPI:
                     service_time=service_time,
                 )
             kwargs["ExclusiveStartShardId"] = last
+
+    def child_shards(self, stream_arn: str, shard_id: str) -> list[ShardInfo]:
+        """The children of a shard, by ``DescribeStream`` with ``ShardFilter`` CHILD_SHARDS.
+
+        Raises :class:`FilterUnsupported` where the endpoint or botocore does not know the
+        filter (an older botocore, some local endpoints): then scan the whole stream."""
+        try:
+            response = self._call_once(
+                self._streams.describe_stream,
+                "DescribeStream",
+                stream_arn,
+                {
+                    "StreamArn": stream_arn,
+                    "ShardFilter": {"Type": "CHILD_SHARDS", "ShardId": shard_id},
+                },
+            )
+        except TypeError as exc:  # a client whose describe_stream has no such parameter
+            raise FilterUnsupported(str(exc)) from exc
+        except ServiceError as exc:  # ParamValidationError (older botocore), ValidationException
+            raise FilterUnsupported(str(exc)) from exc
+        page = _member(response, "StreamDescription", "DescribeStream")
+        children = [ShardInfo.from_wire(shard) for shard in page.get("Shards", [])]
+        if any(child.parent_shard_id != shard_id for child in children):
+            raise FilterUnsupported("the endpoint ignored ShardFilter")  # it listed them all
+        return children
 
     def get_shard_iterator(
         self, stream_arn: str, shard_id: str, iterator_type: str, sequence_number: str | None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._checkpoints import Checkpoint, CheckpointStore
-from ._client import Interrupted, StreamDescription, StreamsAPI
+from ._client import FilterUnsupported, Interrupted, StreamDescription, StreamsAPI
 from ._errors import (
     CheckpointStoreError,
     EndpointUnreachableError,
@@ -76,6 +76,7 @@ class _Discovered:
     description: StreamDescription
     checkpoints: dict[str, Checkpoint]
     first: bool
+    partial: bool = False  # only the children of shards that ended (ShardFilter)
 
 
 class ShardCoordinator:
@@ -149,6 +150,9 @@ class ShardCoordinator:
         self._finished_steps: list[tuple[str, Any, BaseException | None]] = []
         self._discovery_result: tuple[_Discovered | None, BaseException | None] | None = None
         self._discovering = False
+        self._orphans: set[str] = set()  # shards read to their end, children not known yet
+        self._child_filter = True  # DescribeStream's ShardFilter works here, until it fails
+        self._next_full = 0.0  # when the next scan of every shard is due
         # A consumer group: a store that is also a lease table shares the shards out.
         self._member: GroupMember | None = None
         self._on_lease_lost = on_lease_lost
@@ -205,7 +209,7 @@ class ShardCoordinator:
         try:
             if not self._first_discovery():
                 return
-            next_discovery = self._clock() + self.settings.discovery_interval
+            next_discovery = self._next_full = self._clock() + self.settings.discovery_interval
             next_tick = self._clock()
             while not self._stop.is_set():
                 self._wake.clear()
@@ -218,11 +222,11 @@ class ShardCoordinator:
                 if self._collect_steps(now):
                     soonest = self._last_discovery + MIN_SECONDS_BETWEEN_DISCOVERIES
                     next_discovery = min(next_discovery, max(now, soonest))
-                discovered = self._take_discovery()
+                discovered = self._take_discovery(now)
                 if discovered is not None:
-                    next_discovery = now + discovered
+                    next_discovery = discovered
                 if now >= next_discovery and not self._discovering:
-                    self._start_discovery()
+                    self._start_discovery(now)
                 self._raise_if_drained()
                 self._start_due_steps(now)
                 wake_at = self._schedule[0][0] if self._schedule else now + IDLE_WAKE
@@ -270,7 +274,9 @@ class ShardCoordinator:
             if reader.finished:
                 if self._on_shard_ended is not None:
                     self._on_shard_ended(shard_id)
-                discover_soon |= not self._schedule_children(shard_id, now)
+                if not self._schedule_children(shard_id, now):
+                    self._orphans.add(shard_id)
+                    discover_soon = True
             elif error is None:
                 self._push(now + delay, shard_id)
         return discover_soon
@@ -357,18 +363,25 @@ class ShardCoordinator:
                 delay = min(delay * 2, DISCOVERY_RETRY_MAX)
         return False
 
-    def _start_discovery(self) -> None:
+    def _start_discovery(self, now: float) -> None:
+        """Scan every shard when that is due; in between, only look up the children of
+        shards that ended (cheap: DescribeStream with ShardFilter CHILD_SHARDS)."""
         self._discovering = True
+        parents = (
+            sorted(self._orphans)
+            if self._orphans and self._child_filter and now < self._next_full
+            else None
+        )
 
         def done(result: Any, error: BaseException | None) -> None:
             with self._lock:
                 self._discovery_result = (result, error)
             self._wake.set()
 
-        self._discovery_pool.submit(lambda: self._discover(first=False), done)
+        self._discovery_pool.submit(lambda: self._discover(first=False, parents=parents), done)
 
-    def _take_discovery(self) -> float | None:
-        """Apply a finished background discovery; the seconds until the next, or None."""
+    def _take_discovery(self, now: float) -> float | None:
+        """Apply a finished background discovery; when the next is due, or None."""
         with self._lock:
             outcome, self._discovery_result = self._discovery_result, None
         if outcome is None:
@@ -382,7 +395,7 @@ class ShardCoordinator:
                 self._discovery_failures,
                 error,
             )
-            return min(self.settings.discovery_interval, DISCOVERY_RETRY_MAX)
+            return now + min(self.settings.discovery_interval, DISCOVERY_RETRY_MAX)
         if error is not None:
             if isinstance(error, Interrupted):
                 return None
@@ -390,18 +403,28 @@ class ShardCoordinator:
         self._discovery_failures = 0
         assert isinstance(result, _Discovered)
         self._apply(result)
-        return self.settings.discovery_interval
+        if not result.partial:
+            self._next_full = now + self.settings.discovery_interval
+        elif self._orphans:  # some ended shard has no child (yet): a full scan says why
+            self._next_full = now
+            return now + MIN_SECONDS_BETWEEN_DISCOVERIES
+        return self._next_full
 
-    def _discover(self, *, first: bool) -> _Discovered:
-        """DescribeStream, and the stored checkpoints of shards not seen before (and of
-        their parents that are no longer listed). Runs on the discovery thread."""
+    def _discover(self, *, first: bool, parents: list[str] | None = None) -> _Discovered:
+        """DescribeStream (of every shard, or of the children of ``parents``), and the
+        stored checkpoints of shards not seen before (and of their parents that are no
+        longer listed). Runs on the discovery thread."""
         self._last_discovery = self._clock()
-        description = self._api.describe_stream(self.stream_arn)
+        description = self._children_of(parents) if parents else None
+        partial = description is not None
+        if description is None:
+            description = self._api.describe_stream(self.stream_arn)
         if self._member is not None:
             with self._lock:
                 known = set(self._readers)
             self._member.register([s for s in description.shards if s.shard_id not in known])
-            self._member.listed = {shard.shard_id for shard in description.shards}
+            if not partial:
+                self._member.listed = {shard.shard_id for shard in description.shards}
         if first:
             return _Discovered(description, self._store.load_all(self.stream_arn), True)
         with self._lock:
@@ -419,7 +442,21 @@ class ShardCoordinator:
             checkpoint = self._store.load(self.stream_arn, shard_id)
             if checkpoint is not None:
                 checkpoints[shard_id] = checkpoint
-        return _Discovered(description, checkpoints, False)
+        return _Discovered(description, checkpoints, False, partial)
+
+    def _children_of(self, parents: list[str]) -> StreamDescription | None:
+        """The children of these shards, or None where ShardFilter is not supported."""
+        try:
+            children = [
+                child
+                for parent in parents
+                for child in self._api.child_shards(self.stream_arn, parent)
+            ]
+        except FilterUnsupported as exc:
+            logger.info("DescribeStream's ShardFilter is not supported here (%s)", exc)
+            self._child_filter = False
+            return None
+        return StreamDescription(self.stream_arn, self._stream_status, tuple(children))
 
     def _apply(self, discovered: _Discovered) -> None:
         """Merge a discovery: new readers, vanished parents settled, old shards pruned."""
@@ -431,8 +468,10 @@ class ShardCoordinator:
         with self._lock:
             self._stream_status = description.status
             new_shards = self._lineage.merge(description.shards)
+        self._orphans = {shard for shard in self._orphans if not self._lineage.children(shard)}
         listed = {shard.shard_id for shard in description.shards}
-        self._settle_vanished(new_shards, checkpoints, listed, first_contact)
+        if not discovered.partial:
+            self._settle_vanished(new_shards, checkpoints, listed, first_contact)
         for shard in new_shards:
             reader = self._new_reader(shard, checkpoints.get(shard.shard_id), first_contact)
             with self._lock:
@@ -448,7 +487,8 @@ class ShardCoordinator:
         for shard in new_shards:
             if self._is_ready(shard.shard_id):
                 self._push(now, shard.shard_id)
-        self._prune(listed)
+        if not discovered.partial:
+            self._prune(listed)
 
     def _pin(self, service_time: float | None) -> float:
         """Where a LATEST start begins, as a record creation time (the service's clock).
@@ -573,6 +613,7 @@ class ShardCoordinator:
             for shard_id in gone:
                 del self._readers[shard_id]
             self._lineage.remove(gone)
+        self._orphans.difference_update(gone)
         delete = getattr(self._store, "delete", None)
         if delete is not None:
             try:

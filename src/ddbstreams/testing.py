@@ -327,11 +327,20 @@ class StreamSimulator:
         StreamArn: str,
         Limit: int = _MAX_DESCRIBE_PAGE,
         ExclusiveStartShardId: str | None = None,
+        ShardFilter: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         with self._lock:
-            self._call("DescribeStream")
+            self._call("DescribeStream", None, ShardFilter and ShardFilter.get("Type"))
             self._check_arn(StreamArn, "DescribeStream")
             listed = [s for s in self._shards.values() if not self._gone(s)]
+            if ShardFilter is not None:
+                if ShardFilter.get("Type") != "CHILD_SHARDS" or not ShardFilter.get("ShardId"):
+                    raise _client_error(
+                        "ValidationException",
+                        f"invalid ShardFilter {ShardFilter}",
+                        "DescribeStream",
+                    )
+                listed = [s for s in listed if s.parent_shard_id == ShardFilter["ShardId"]]
             start = 0
             if ExclusiveStartShardId is not None:
                 ids = [s.shard_id for s in listed]
