@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,11 +192,28 @@ def test_unknown_operation_and_parameter_are_client_errors(server: SimulatorServ
     streams = boto3.client("dynamodbstreams", endpoint_url=server.url, config=NO_RETRY)
     with pytest.raises(streams.exceptions.ClientError, match="UnknownOperationException"):
         streams.list_streams()
-    with pytest.raises(streams.exceptions.ClientError, match="ShardFilter"):
-        streams.describe_stream(
-            StreamArn=server.simulator.stream_arn,
-            ShardFilter={"Type": "CHILD_SHARDS", "ShardId": server.simulator.open_shard_ids()[0]},
-        )
+    request = urllib.request.Request(  # botocore itself refuses unknown parameters
+        server.url,
+        data=json.dumps({"StreamArn": server.simulator.stream_arn, "Extra": 1}).encode(),
+        headers={
+            "X-Amz-Target": "DynamoDBStreams_20120810.DescribeStream",
+            "Content-Type": "application/x-amz-json-1.0",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400 and b"Extra" in caught.value.read()
+
+
+def test_shard_filter_lists_only_the_children(server: SimulatorServer) -> None:
+    streams = boto3.client("dynamodbstreams", endpoint_url=server.url, config=NO_RETRY)
+    parent = server.simulator.open_shard_ids()[0]
+    children = server.simulator.split(parent)
+    answer = streams.describe_stream(
+        StreamArn=server.simulator.stream_arn,
+        ShardFilter={"Type": "CHILD_SHARDS", "ShardId": parent},
+    )["StreamDescription"]["Shards"]
+    assert [shard["ShardId"] for shard in answer] == children
 
 
 def test_stop_closes_kept_alive_connections(sim: StreamSimulator) -> None:
