@@ -283,7 +283,12 @@ class GroupMember:
             if mine and not lease.finished:  # handed to us, or ours from before a restart
                 self.held[lease.shard_id] = lease.epoch
                 changes.gained.append(lease)
-        self.asked &= {s for s, lease in self.leases_by_shard.items() if lease.handover_to}
+        # An ask is pending until granted, or the lease finished (nothing left to hand over).
+        self.asked &= {
+            s
+            for s, lease in self.leases_by_shard.items()
+            if lease.handover_to == self.worker_id and not lease.finished
+        }
 
     def _readable(self, lease: Lease) -> bool:
         """Not finished, and its parent finished, or gone from the table or the stream."""
