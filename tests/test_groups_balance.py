@@ -41,11 +41,11 @@ def test_an_ask_for_a_lease_that_finished_does_not_hold_the_asker_below_its_shar
 ) -> None:
     clock = Clock()
     a, b, c = members(store, clock, "a", "b", "c")
-    a.register(shards(11))
-    give(store, "b", range(0, 6))
-    give(store, "c", range(6, 9))
-    give(store, "a", range(9, 11))
-    for member in (b, c, a):  # a holds 2 of 11 (under ⌊11/3⌋ = 3): it asks b for shard 0
+    a.register(shards(10))
+    give(store, "b", range(0, 5))
+    give(store, "c", range(5, 8))
+    give(store, "a", range(8, 10))
+    for member in (a, b, c):  # a holds 2 of 10: it asks b for one lease
         member.tick()
     (asked,) = [lease for lease in store.leases(ARN) if lease.handover_to == "a"]
     epoch = b.epoch_of(asked.shard_id)
@@ -54,4 +54,31 @@ def test_an_ask_for_a_lease_that_finished_does_not_hold_the_asker_below_its_shar
     store.save_fenced(ARN, asked.shard_id, Checkpoint("7", finished=True), "b", epoch)
     clock.now += 1.0
     settle([a, b, c], clock)
-    assert shares(store) == [3, 3, 4]  # was [2, 3, 5]: a waited for that lease forever
+    assert shares(store) == [3, 3, 3]  # was [2, 3, 4]: a waited for that lease forever
+
+
+def test_a_worker_two_under_another_asks_even_at_the_floor_of_its_share(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    clock = Clock()
+    a, b, c = members(store, clock, "a", "b", "c")
+    a.register(shards(8))
+    give(store, "a", range(0, 4))  # as after a rolling start: 8 shards, then 2, then 3 workers
+    give(store, "b", range(4, 6))
+    give(store, "c", range(6, 8))
+    settle([a, b, c], clock)
+    assert shares(store) == [2, 3, 3]  # was [2, 2, 4]: everyone at ⌊8/3⌋, nobody asked
+
+
+def test_a_rolling_start_ends_within_one(store: DynamoDBCheckpointStore) -> None:
+    clock = Clock()
+    a, b, c = members(store, clock, "a", "b", "c")
+    a.register(shards(8))
+    settle([a], clock)
+    settle([a, b], clock)
+    assert sorted(held(store).values()) == [4, 4]
+    settle([a, b, c], clock)
+    assert shares(store) == [2, 3, 3]
+    epochs = {lease.shard_id: lease.epoch for lease in store.leases(ARN)}
+    settle([a, b, c], clock, rounds=9)  # and then nothing moves
+    assert {lease.shard_id: lease.epoch for lease in store.leases(ARN)} == epochs

@@ -12,9 +12,9 @@ The model (docs: "Running many workers"):
 - **Self-fencing.** A worker whose heartbeats have failed for two thirds of
   ``lease_duration`` stops delivering before anyone may take its shards.
 - **Balance without thrash.** Free leases and those of dead workers are taken first, up to
-  ⌈S/W⌉. A worker holding fewer than ⌊S/W⌋ asks a worker holding at least two more than
-  itself for a lease; the owner finishes its in-flight record, checkpoints and hands the
-  lease over. A group in which no two workers differ by more than one moves nothing.
+  ⌈S/W⌉. A worker holding fewer than ⌈S/W⌉ asks a worker holding at least two more than
+  itself (and more than ⌊S/W⌋) for a lease; the owner finishes its in-flight record,
+  checkpoints and hands the lease over. A group ends within one, then moves nothing.
 - **Lineage.** A shard is leased only once its parent's lease is finished (or the parent is
   no longer in the table), whoever read the parent.
 
@@ -318,9 +318,10 @@ class GroupMember:
                 self.held[lease.shard_id] = lease.epoch + 1
                 changes.gained.append(_owned(lease, self.worker_id))
                 mine += 1
-        if mine >= floor_share:
+        if mine >= ceil_share:
             return
-        # Then ask live workers holding at least two more than this one.
+        # Then ask live workers holding at least two more than this one: under the ceiling
+        # (not only under the floor), or [4, 2, 2] of 8 shards would never move.
         counts: dict[str, list[Lease]] = {}
         for lease in readable:
             if lease.owner in live and lease.owner != self.worker_id:
@@ -329,7 +330,7 @@ class GroupMember:
         for _owner, owned in sorted(counts.items(), key=lambda item: -len(item[1])):
             given = 0
             for lease in sorted(owned, key=lambda lease: lease.shard_id):
-                if mine + pending >= floor_share:
+                if mine + pending >= ceil_share:
                     return
                 left = len(owned) - given
                 if left <= floor_share or left <= mine + pending + 1:
