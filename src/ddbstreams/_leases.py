@@ -209,23 +209,26 @@ class GroupMember:
         """Heartbeat, look at the group, take / ask for / notice the loss of leases."""
         changes = GroupChanges()
         now = self._clock()
+        if now >= self.fenced_until and self.held:
+            # Back from a pause (a stopped process, a long GC) or from failed heartbeats:
+            # others may have taken these leases. Let go of them before the heartbeat makes
+            # delivering safe again; those still ours are taken back below, from the table.
+            logger.error(
+                "worker %s: no heartbeat for %.1fs: it stops reading its %d shard(s) before "
+                "other workers may take them, until it has read the lease table again",
+                self.worker_id,
+                now - (self._last_beat_ok or now),
+                len(self.held),
+            )
+            changes.lost.extend(self.held)
+            self.held.clear()
         self._beat += 1
         try:
             self.table.heartbeat(self.stream_arn, self.worker_id, self._beat)
             self._last_beat_ok = now
         except CheckpointStoreError as exc:
             logger.warning("worker %s: heartbeat failed: %s", self.worker_id, exc)
-        if now >= self.fenced_until:
-            if self.held:
-                logger.error(
-                    "worker %s: no heartbeat for %.1fs: it stops reading its %d shard(s) "
-                    "before other workers may take them",
-                    self.worker_id,
-                    self.lease_duration * 2 / 3,
-                    len(self.held),
-                )
-            changes.lost.extend(self.held)
-            self.held.clear()
+        if now >= self.fenced_until:  # the heartbeat failed too: nothing is safe to read
             return changes
         live = self._live_workers(self.table.heartbeats(self.stream_arn), now)
         leases = self.table.leases(self.stream_arn)
