@@ -12,9 +12,9 @@ The model (docs: "Running many workers"):
 - **Self-fencing.** A worker whose heartbeats have failed for two thirds of
   ``lease_duration`` stops delivering before anyone may take its shards.
 - **Balance without thrash.** Free leases and those of dead workers are taken first, up to
-  ⌈S/W⌉. A worker holding fewer than ⌊S/W⌋ asks a worker holding at least two more than
-  itself for a lease; the owner finishes its in-flight record, checkpoints and hands the
-  lease over. A group in which no two workers differ by more than one moves nothing.
+  ⌈S/W⌉. A worker holding fewer than ⌈S/W⌉ asks a worker holding at least two more than
+  itself (and more than ⌊S/W⌋) for a lease; the owner finishes its in-flight record,
+  checkpoints and hands the lease over. A group ends within one, then moves nothing.
 - **Lineage.** A shard is leased only once its parent's lease is finished (or the parent is
   no longer in the table), whoever read the parent.
 
@@ -209,23 +209,26 @@ class GroupMember:
         """Heartbeat, look at the group, take / ask for / notice the loss of leases."""
         changes = GroupChanges()
         now = self._clock()
+        if now >= self.fenced_until and self.held:
+            # Back from a pause (a stopped process, a long GC) or from failed heartbeats:
+            # others may have taken these leases. Let go of them before the heartbeat makes
+            # delivering safe again; those still ours are taken back below, from the table.
+            logger.error(
+                "worker %s: no heartbeat for %.1fs: it stops reading its %d shard(s) before "
+                "other workers may take them, until it has read the lease table again",
+                self.worker_id,
+                now - (self._last_beat_ok or now),
+                len(self.held),
+            )
+            changes.lost.extend(self.held)
+            self.held.clear()
         self._beat += 1
         try:
             self.table.heartbeat(self.stream_arn, self.worker_id, self._beat)
             self._last_beat_ok = now
         except CheckpointStoreError as exc:
             logger.warning("worker %s: heartbeat failed: %s", self.worker_id, exc)
-        if now >= self.fenced_until:
-            if self.held:
-                logger.error(
-                    "worker %s: no heartbeat for %.1fs: it stops reading its %d shard(s) "
-                    "before other workers may take them",
-                    self.worker_id,
-                    self.lease_duration * 2 / 3,
-                    len(self.held),
-                )
-            changes.lost.extend(self.held)
-            self.held.clear()
+        if now >= self.fenced_until:  # the heartbeat failed too: nothing is safe to read
             return changes
         live = self._live_workers(self.table.heartbeats(self.stream_arn), now)
         leases = self.table.leases(self.stream_arn)
@@ -287,7 +290,12 @@ class GroupMember:
             if mine and not lease.finished:  # handed to us, or ours from before a restart
                 self.held[lease.shard_id] = lease.epoch
                 changes.gained.append(lease)
-        self.asked &= {s for s, lease in self.leases_by_shard.items() if lease.handover_to}
+        # An ask is pending until granted, or the lease finished (nothing left to hand over).
+        self.asked &= {
+            s
+            for s, lease in self.leases_by_shard.items()
+            if lease.handover_to == self.worker_id and not lease.finished
+        }
 
     def _readable(self, lease: Lease) -> bool:
         """Not finished, and its parent finished, or gone from the table or the stream."""
@@ -317,9 +325,10 @@ class GroupMember:
                 self.held[lease.shard_id] = lease.epoch + 1
                 changes.gained.append(_owned(lease, self.worker_id))
                 mine += 1
-        if mine >= floor_share:
+        if mine >= ceil_share:
             return
-        # Then ask live workers holding at least two more than this one.
+        # Then ask live workers holding at least two more than this one: under the ceiling
+        # (not only under the floor), or [4, 2, 2] of 8 shards would never move.
         counts: dict[str, list[Lease]] = {}
         for lease in readable:
             if lease.owner in live and lease.owner != self.worker_id:
@@ -328,7 +337,7 @@ class GroupMember:
         for _owner, owned in sorted(counts.items(), key=lambda item: -len(item[1])):
             given = 0
             for lease in sorted(owned, key=lambda lease: lease.shard_id):
-                if mine + pending >= floor_share:
+                if mine + pending >= ceil_share:
                     return
                 left = len(owned) - given
                 if left <= floor_share or left <= mine + pending + 1:

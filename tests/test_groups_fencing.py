@@ -1,0 +1,66 @@
+"""Consumer groups: a paused worker's self-fencing, found by the multi-process tests.
+
+A worker SIGSTOPped for three lease durations, then SIGCONTed, delivered a record of a
+shard another worker had taken meanwhile (tests/test_groups_processes.py): its first
+heartbeat after the pause refreshed its fence before it had looked at the lease table, so
+for one round trip it "held" every lease it held before the pause. Stepped by hand here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_groups import ARN, Clock, held, members, new_store, shards
+
+from ddbstreams import DynamoDBCheckpointStore
+from ddbstreams._leases import GroupMember
+from ddbstreams.testing import LocalEndpoint
+
+pytestmark = pytest.mark.local_endpoint
+
+
+@pytest.fixture
+def store(local_endpoint: LocalEndpoint) -> DynamoDBCheckpointStore:
+    return new_store(local_endpoint)
+
+
+class Watched:
+    """The lease table, unchanged, with a look at the member between its heartbeat and the
+    first read of the group (where a tick learns what it lost)."""
+
+    def __init__(self, table: DynamoDBCheckpointStore) -> None:
+        self._table = table
+        self.member: GroupMember | None = None
+        self.held_after_heartbeat: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def heartbeats(self, stream_arn: str) -> dict[str, int]:
+        assert self.member is not None
+        self.held_after_heartbeat.append(self.member.holds("shardId-0000"))
+        return self._table.heartbeats(stream_arn)
+
+
+def test_a_worker_back_from_a_pause_holds_nothing_before_it_has_read_the_leases(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    clock = Clock()
+    watched = Watched(store)
+    zombie = GroupMember(watched, ARN, "zombie", lease_duration=3.0, clock=clock)  # type: ignore[arg-type]
+    watched.member = zombie
+    (taker,) = members(store, clock, "taker")
+    zombie.register(shards(1))
+    zombie.tick()
+    taker.tick()
+    assert zombie.holds("shardId-0000") and held(store) == {"zombie": 1}
+    clock.now += 4.0  # the zombie is paused: no tick, no heartbeat
+    taker.tick()
+    clock.now += 4.0
+    taker.tick()  # its counter has not moved for a lease duration: taken
+    assert held(store) == {"taker": 1}
+    watched.held_after_heartbeat.clear()
+    changes = zombie.tick()  # the zombie resumes
+    assert watched.held_after_heartbeat == [False]  # was [True]: it could deliver meanwhile
+    assert "shardId-0000" in changes.lost and not zombie.holds("shardId-0000")
