@@ -282,6 +282,27 @@ def test_a_failing_record_is_not_checkpointed_when_stop_comes_during_its_retries
     assert checkpoint == Checkpoint(written[0])
 
 
+def test_a_record_whose_handler_call_fails_as_stop_arrives_is_not_checkpointed() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    store = InMemoryCheckpointStore()
+    calls: list[str] = []
+
+    def handler(record: Record) -> None:
+        calls.append(record.sequence_number)
+        if record.sequence_number == written[1]:
+            consumer.stop()  # the stop arrives during the failing call
+            raise RuntimeError("poison")
+
+    consumer = StreamConsumer(
+        handler, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=FAST
+    )
+    consumer.start()
+    assert consumer.wait(timeout=10)
+    assert calls == written[:2]
+    assert store.load_all(sim.stream_arn) == {sim.open_shard_ids()[0]: Checkpoint(written[0])}
+
+
 def test_a_fatal_error_in_a_shard_stops_the_consumer_and_wait_raises_it() -> None:
     sim = StreamSimulator()
     store = InMemoryCheckpointStore()
