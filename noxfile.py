@@ -62,25 +62,9 @@ def mutants(session: nox.Session) -> None:
     run by bare `nox`. `nox -s mutants -- NAME...` re-runs some mutants (docs/mutants.md)."""
     # mutmut puts its mutated copy of src/ first on sys.path; the package installed here
     # only brings the dependencies. Two children at most: the machine has two cores.
-    session.install(".[local]", *group("test"), "mutmut>=3.8,<3.9")
+    session.install(".[local]", *group("test"), *group("typecheck"), "mutmut>=3.8,<3.9")
     session.run("mutmut", "run", "--max-children", "2", *session.posargs)
-    results = session.run("mutmut", "results", "--all", "true", silent=True) or ""
-    counts: dict[str, dict[str, int]] = {}
-    survivors = []
-    for line in str(results).splitlines():
-        name, _, status = line.strip().rpartition(": ")
-        if not name.startswith("ddbstreams."):
-            continue
-        module = name.split(".")[1]
-        counts.setdefault(module, {}).setdefault(status, 0)
-        counts[module][status] += 1
-        if status != "killed":
-            survivors.append(line.strip())
-    statuses = ["killed", "survived", "timeout", "suspicious", "no tests", "not checked"]
-    print(f"{'module':<14}" + "".join(f"{s:>13}" for s in statuses))
-    for module, by_status in sorted(counts.items()):
-        print(f"{module:<14}" + "".join(f"{by_status.get(s, 0):>13}" for s in statuses))
-    print("\n".join(["not killed (`mutmut show NAME` shows one):", *survivors]))
+    session.run("python", "tools/mutants_report.py")
 
 
 @nox.session
