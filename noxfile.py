@@ -6,7 +6,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = False  # `pythons` runs what is installed
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-CODE = ["src", "tests", "examples", "benchmarks", "noxfile.py"]
+CODE = ["src", "tests", "examples", "benchmarks", "tools", "noxfile.py"]
 
 
 def group(name: str) -> list[str]:

@@ -178,8 +178,14 @@ def test_latest_skips_what_is_already_there() -> None:
     parent = sim.open_shard_ids()[0]
     sim.rollover(parent)
     collector = RecordCollector()
+    store = InMemoryCheckpointStore()
     with StreamConsumer(
-        collector, stream_arn=sim.stream_arn, client=sim, start_position="LATEST", settings=FAST
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
+        checkpoint_store=store,
+        start_position="LATEST",
+        settings=FAST,
     ) as consumer:
         _wait_until(lambda: any(s.state == "reading" for s in consumer.shards()))
         _wait_until(lambda: sim.calls["GetRecords"] >= 4)
@@ -188,6 +194,8 @@ def test_latest_skips_what_is_already_there() -> None:
         states = {s.shard_id: s.state for s in consumer.shards()}
     assert set(collector.sequence_numbers()) == new
     assert states[parent] == "skipped"
+    # Stored as done, so that a restart does not read it either.
+    assert store.load(sim.stream_arn, parent) == Checkpoint(None, finished=True)
 
 
 def test_stop_waits_for_the_handler_and_checkpoints() -> None:
