@@ -245,3 +245,28 @@ def test_the_handler_may_stop_the_consumer() -> None:
     assert consumer.wait(timeout=10)
     assert seen == written[:2]
     assert store.load_all(sim.stream_arn) == {sim.open_shard_ids()[0]: Checkpoint(written[1])}
+
+
+def test_a_shard_s_status_reports_its_position_and_its_failures() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(2)]
+    attempts = threading.Semaphore(0)
+
+    def handler(record: Record) -> None:
+        if record.sequence_number == written[1]:
+            attempts.release()
+            raise RuntimeError("poison")
+
+    consumer = StreamConsumer(handler, stream_arn=sim.stream_arn, client=sim, settings=FAST)
+    with consumer:
+        for _ in range(2):
+            assert attempts.acquire(timeout=10)
+        _wait_until(lambda: consumer.shards()[0].failures >= 2)
+        (status,) = consumer.shards()
+    assert (status.state, status.parent_shard_id, status.failure_kind) == (
+        "reading",
+        None,
+        "handler",
+    )
+    assert (status.last_sequence_number, status.records_delivered) == (written[0], 1)
+    assert status.last_error == f"the handler raised on record {written[1]}: poison"

@@ -213,6 +213,8 @@ def test_a_parent_gone_past_retention_is_reported_and_passed_when_allowed() -> N
         (child, None),
     ]
     assert all("may have been" in g.reason for g in gaps)
+    # Settled as finished (with how far it was read), so a restart does not report it again.
+    assert store.load(sim.stream_arn, parent) == Checkpoint(checkpointed, finished=True)
 
 
 def test_a_trimmed_parent_does_not_hold_its_children() -> None:
@@ -548,3 +550,97 @@ def test_months_of_rollovers_keep_memory_and_the_store_bounded(tmp_path: Path) -
     assert len(collector.records) == written
     assert max(shards for shards, _ in sizes) <= 16
     assert max(rows for _, rows in sizes) <= 16
+
+
+# ----------------------------------------------------------------- discovery and pruning
+
+
+def test_discovery_failures_are_counted_in_a_row_and_cleared_by_a_success(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim = StreamSimulator()
+    settings = ConsumerSettings(poll_interval=0.01, discovery_interval=0.01, request_attempts=1)
+    consumer = StreamConsumer(
+        RecordCollector(), stream_arn=sim.stream_arn, client=sim, settings=settings
+    )
+    with consumer:
+        wait_until(lambda: sim.calls["DescribeStream"] >= 1)
+        sim.inject("DescribeStream", "InternalServerError", times=3)
+        described = sim.calls["DescribeStream"]
+        wait_until(lambda: sim.calls["DescribeStream"] >= described + 4)  # 3 failed, 1 not
+        wait_until(lambda: consumer.health().status == "healthy")
+    failures = [
+        r.getMessage().split(", will retry:")[0]
+        for r in caplog.records
+        if r.getMessage().startswith("discovering shards failed")
+    ]
+    assert failures == [f"discovering shards failed ({n} in a row)" for n in (1, 2, 3)]
+
+
+class NoDeleteStore:
+    """A checkpoint store with only the protocol's required methods (no ``delete``)."""
+
+    def __init__(self) -> None:
+        self._inner = InMemoryCheckpointStore()
+
+    def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
+        return self._inner.load(stream_arn, shard_id)
+
+    def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
+        return self._inner.load_all(stream_arn)
+
+    def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        self._inner.save(stream_arn, shard_id, checkpoint)
+
+
+def _parent_then_child(sim: StreamSimulator) -> tuple[str, str, list[str]]:
+    parent = sim.open_shard_ids()[0]
+    written = [sim.insert(item(1))]
+    (child,) = sim.rollover()
+    written.append(sim.insert(item(1, 1)))
+    return parent, child, written
+
+
+def test_a_finished_parent_that_is_no_longer_listed_is_forgotten_without_delete() -> None:
+    sim = StreamSimulator(retention=100.0)
+    parent, _, written = _parent_then_child(sim)
+    collector = RecordCollector()
+    settings = ConsumerSettings(poll_interval=0.01, discovery_interval=0.01)
+    consumer = StreamConsumer(
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
+        checkpoint_store=NoDeleteStore(),
+        settings=settings,
+    )
+    with consumer:
+        collector.wait_for(2)
+        sim.advance(101)  # the parent drops out of DescribeStream
+        wait_until(lambda: parent not in {s.shard_id for s in consumer.shards()})
+        assert consumer.running
+    assert collector.sequence_numbers() == written
+
+
+def test_a_finished_parent_is_kept_until_its_child_has_begun() -> None:
+    sim = StreamSimulator(retention=100.0)
+    store = LoggedStore(sim)
+    parent, child, written = _parent_then_child(sim)
+    store.failing.add(child)  # so the child cannot store that it has begun
+    collector = RecordCollector()
+    settings = ConsumerSettings(
+        poll_interval=0.01, discovery_interval=0.01, checkpoint_interval=0.05
+    )
+    consumer = StreamConsumer(
+        collector, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=settings
+    )
+    with consumer:
+        collector.wait_for(2)
+        sim.advance(101)  # the parent drops out of DescribeStream
+        described = sim.calls["DescribeStream"]
+        wait_until(lambda: sim.calls["DescribeStream"] >= described + 3)  # applied since
+        assert parent in {s.shard_id for s in consumer.shards()}
+        assert store.load(sim.stream_arn, parent) == Checkpoint(written[0], finished=True)
+        store.failing.clear()  # the child's next checkpoint says it has begun
+        wait_until(lambda: parent not in {s.shard_id for s in consumer.shards()})
+    assert store.load(sim.stream_arn, parent) is None
+    assert collector.sequence_numbers() == written
