@@ -138,6 +138,7 @@ def test_disabled_stream_delivers_the_rest_then_raises() -> None:
         ("GetRecords", "ConnectionError"),
         ("GetShardIterator", "LimitExceededException"),
         ("DescribeStream", "InternalServerError"),
+        ("DescribeStream", "ConnectionError"),  # unreachable at start: within startup_timeout
     ],
 )
 def test_transient_faults_are_ridden_out(operation: str, code: str) -> None:
@@ -249,15 +250,16 @@ def test_the_handler_may_stop_the_consumer() -> None:
 
 def test_a_shard_s_status_reports_its_position_and_its_failures() -> None:
     sim = StreamSimulator()
-    written = [sim.insert(item(n)) for n in range(2)]
+    written = [sim.insert(item(n)) for n in range(5)]
     attempts = threading.Semaphore(0)
 
     def handler(record: Record) -> None:
-        if record.sequence_number == written[1]:
+        if record.sequence_number == written[4]:
             attempts.release()
             raise RuntimeError("poison")
 
-    consumer = StreamConsumer(handler, stream_arn=sim.stream_arn, client=sim, settings=FAST)
+    settings = ConsumerSettings(poll_interval=0.01, handler_retry_initial=0.01, batch_size=2)
+    consumer = StreamConsumer(handler, stream_arn=sim.stream_arn, client=sim, settings=settings)
     with consumer:
         for _ in range(2):
             assert attempts.acquire(timeout=10)
@@ -268,5 +270,15 @@ def test_a_shard_s_status_reports_its_position_and_its_failures() -> None:
         None,
         "handler",
     )
-    assert (status.last_sequence_number, status.records_delivered) == (written[0], 1)
-    assert status.last_error == f"the handler raised on record {written[1]}: poison"
+    # Two pages of two records each, then the poison record.
+    assert (status.last_sequence_number, status.records_delivered) == (written[3], 4)
+    assert status.last_error == f"the handler raised on record {written[4]}: poison"
+
+
+def test_shards_are_discovered_at_start_then_every_discovery_interval() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    settings = ConsumerSettings(poll_interval=0.01, batch_size=1, discovery_interval=3600)
+    collector = consume(sim, 3, settings=settings)
+    assert collector.sequence_numbers() == written
+    assert sim.calls["DescribeStream"] == 1  # not on every pass of the scheduler

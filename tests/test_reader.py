@@ -90,7 +90,8 @@ def test_idle_shard_backs_off_to_the_cap_and_snaps_back_on_records() -> None:
     assert waits == [0.25, 0.25, 0.25, 0.25, 0.5, 1.0, 1.0, 1.0]
     sim.insert(item(1))
     assert reader.step(NO_STOP) == 0.0
-    assert reader.step(NO_STOP) == 0.25
+    # The count of idle pages starts again: 4 at the poll interval before it doubles.
+    assert [reader.step(NO_STOP) for _ in range(5)] == [0.25, 0.25, 0.25, 0.25, 0.5]
 
 
 def test_checkpoint_interval_applies_within_a_page_for_a_slow_handler() -> None:
@@ -574,11 +575,13 @@ def test_a_failed_save_is_retried_once_its_backoff_is_over_not_on_every_record()
     assert h.seen == written
     # One failed save of a record (besides marking the shard begun); the next waits.
     assert [c for c in store.calls if c.sequence_number] == [Checkpoint(written[0])]
+    assert reader.failure_kind == "store"  # still failing: records are not saved
     store.failing = False
     sim.advance(0.5)  # exactly the backoff (its jitter pinned to the top)
     more = sim.insert(item(3))
     reader.step(NO_STOP)
     assert store.load(sim.stream_arn, reader.shard_id) == Checkpoint(more)
+    assert reader.failure_kind is None
 
 
 def test_records_after_a_failed_timed_checkpoint_are_delivered_and_saved() -> None:
@@ -603,10 +606,10 @@ def test_records_after_a_failed_timed_checkpoint_are_delivered_and_saved() -> No
 def test_a_successful_save_lets_delivery_go_on_past_the_unsaved_bound() -> None:
     sim = StreamSimulator()
     written = [sim.insert(item(n)) for n in range(5)]
-    h = Harness(sim, checkpoint_every=1, max_records_without_checkpoint=2)
+    h = Harness(sim, checkpoint_every=1, max_records_without_checkpoint=1)
     reader = h.reader()
     assert reader.step(NO_STOP) == 0.0
-    assert h.seen == written  # saved after each record: never 2 unsaved
+    assert h.seen == written  # saved after each record: never more than 1 unsaved
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1])
 
 
@@ -635,3 +638,52 @@ def test_a_pinned_resume_passes_over_exactly_the_records_older_than_pin_less_mar
         f"shard {reader.shard_id}: 2 records older than the LATEST pin",
         f"shard {reader.shard_id}: 1 records older than the LATEST pin",
     ]
+
+
+def test_a_timed_checkpoint_starts_the_counts_again() -> None:
+    sim = StreamSimulator()
+    first = sim.insert(item(1))
+    h = Harness(sim, checkpoint_every=2, checkpoint_interval=5.0, max_records_without_checkpoint=2)
+    reader = h.reader()
+    reader.step(NO_STOP)
+    sim.advance(5.0)  # exactly the interval: due
+    reader.step(NO_STOP)
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(first)
+    written = [sim.insert(item(n)) for n in range(2, 5)]
+    reader.step(NO_STOP)
+    assert h.seen == [first, *written]  # 3 more in one step: the bound of 2 counts from the save
+    # checkpoint_every=2 counts from the timed save too: after the 2nd of them, not the 1st.
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[1])
+
+
+def test_a_checkpoint_is_due_exactly_one_interval_after_the_last_one() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(2)]
+    h = Harness(sim, checkpoint_every=100, checkpoint_interval=5.0)
+    reader = h.reader()
+    saved: list[object] = []
+
+    def slow(record: Record) -> None:
+        sim.advance(5.0)  # each record takes exactly the interval
+        saved.append(h.store.load(sim.stream_arn, reader.shard_id))
+        h.seen.append(record.sequence_number)
+
+    reader._handler = slow
+    reader.step(NO_STOP)
+    assert saved == [Checkpoint(None), Checkpoint(written[0])]
+
+
+def test_a_checkpoint_that_did_not_move_is_not_written_again() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim, checkpoint_every=100)
+    h.store = store = FlakyStore()
+    reader = h.reader()
+    reader.step(NO_STOP)
+    reader.checkpoint()
+    assert store.calls[-1] == Checkpoint(written[-1])
+    saves = len(store.calls)
+    reader.checkpoint()
+    reader.step(NO_STOP)  # an empty page
+    reader.checkpoint()
+    assert len(store.calls) == saves

@@ -396,6 +396,7 @@ def test_at_shutdown_every_shard_is_checkpointed_and_one_error_lists_the_failure
     with pytest.raises(CheckpointStoreError, match=shards[0]) as caught:
         consumer.stop(timeout=10)
     assert "1 shard(s)" in str(caught.value)
+    assert f"store unavailable (test) for {shards[0]}. Nothing is lost" in str(caught.value)
     saved = store.load_all(sim.stream_arn)
     for shard_id in shards[1:]:
         last = sim.records(shard_id)[-1]["dynamodb"]["SequenceNumber"]
@@ -603,7 +604,9 @@ def _parent_then_child(sim: StreamSimulator) -> tuple[str, str, list[str]]:
 
 def test_a_finished_parent_that_is_no_longer_listed_is_forgotten_without_delete() -> None:
     sim = StreamSimulator(retention=100.0)
-    parent, _, written = _parent_then_child(sim)
+    parent = sim.open_shard_ids()[0]
+    written = [sim.insert(item(1))]
+    sim.rollover()  # a child without records: begun once its reading starts
     collector = RecordCollector()
     settings = ConsumerSettings(poll_interval=0.01, discovery_interval=0.01)
     consumer = StreamConsumer(
@@ -614,7 +617,7 @@ def test_a_finished_parent_that_is_no_longer_listed_is_forgotten_without_delete(
         settings=settings,
     )
     with consumer:
-        collector.wait_for(2)
+        collector.wait_for(1)
         sim.advance(101)  # the parent drops out of DescribeStream
         wait_until(lambda: parent not in {s.shard_id for s in consumer.shards()})
         assert consumer.running
@@ -644,3 +647,71 @@ def test_a_finished_parent_is_kept_until_its_child_has_begun() -> None:
         wait_until(lambda: parent not in {s.shard_id for s in consumer.shards()})
     assert store.load(sim.stream_arn, parent) is None
     assert collector.sequence_numbers() == written
+
+
+def test_a_finished_shard_is_not_read_again_after_a_restart() -> None:
+    sim = StreamSimulator()
+    store = InMemoryCheckpointStore()
+    parent, child, written = _parent_then_child(sim)
+    collector = RecordCollector()
+    run_until(
+        StreamConsumer(
+            collector, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=FAST
+        ),
+        collector,
+        2,
+    )
+    assert store.load(sim.stream_arn, parent) == Checkpoint(written[0], finished=True)
+    more = sim.insert(item(1, 2))
+    sim.events.clear()
+    again = RecordCollector()
+    run_until(
+        StreamConsumer(
+            again, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=FAST
+        ),
+        again,
+        1,
+    )
+    assert again.sequence_numbers() == [more]
+    assert [e[1] for e in sim.events if e[0] == "GetShardIterator"] == [child]
+
+
+def test_a_fatal_error_is_what_surfaces_even_when_final_checkpoints_fail() -> None:
+    sim = StreamSimulator(shard_count=2)
+    store = LoggedStore(sim)
+    fatal, other = sorted(sim.open_shard_ids())
+    n = 0
+    while len(sim.records(fatal)) < 3 or not sim.records(other):
+        sim.insert(item(n))
+        n += 1
+    first, second = (r["dynamodb"]["SequenceNumber"] for r in sim.records(fatal)[:2])
+    store.save(sim.stream_arn, fatal, Checkpoint(first))
+    held = sim.records(other)[0]["dynamodb"]["SequenceNumber"]
+    store.failing.add(other)  # the final checkpoint of ``other`` will fail
+    in_fatal, in_other = threading.Event(), threading.Event()
+    advanced, release = threading.Event(), threading.Event()
+
+    def handler(record: Record) -> None:
+        if record.sequence_number == second:
+            in_fatal.set()
+            advanced.wait(10)
+        elif record.sequence_number == held:
+            in_other.set()
+            release.wait(10)
+
+    lazy = ConsumerSettings(
+        poll_interval=0.01, batch_size=1, checkpoint_every=10**6, checkpoint_interval=3600
+    )
+    consumer = StreamConsumer(
+        handler, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=lazy
+    )
+    consumer.start()
+    assert in_fatal.wait(10) and in_other.wait(10)
+    # ``fatal``'s iterator expires, and its record after ``second`` is trimmed unread: fatal.
+    sim.advance(DAY + 10)
+    advanced.set()
+    wait_until(lambda: [e[:2] for e in list(sim.events)].count(("GetShardIterator", fatal)) == 2)
+    release.set()  # ``other`` has delivered ``held`` but cannot save it
+    with pytest.raises(TrimmedDataError):
+        consumer.wait(timeout=10)
+    assert store.failed_saves >= 1  # ``other``'s final checkpoint failed, and was not raised
