@@ -1,1 +1,0 @@
-"""Tests written to kill mutants (docs/mutants.md) that fit no other test module."""
