@@ -687,3 +687,19 @@ def test_a_checkpoint_that_did_not_move_is_not_written_again() -> None:
     reader.step(NO_STOP)  # an empty page
     reader.checkpoint()
     assert len(store.calls) == saves
+
+
+def test_a_possible_gap_is_reported_once_even_if_the_iterator_then_expires() -> None:
+    sim = StreamSimulator()
+    old = [sim.insert(item(n)) for n in range(2)]
+    sim.advance(86400 + 10)  # every record trimmed: nothing retained to deliver yet
+    h = Harness(sim, trimmed_data="restart_from_trim_horizon")
+    reader = h.reader(checkpoint=Checkpoint(old[0]))
+    reader.step(NO_STOP)  # the gap, then an empty page from the oldest retained record
+    sim.advance(901)  # that iterator expires before any record was delivered
+    for _ in range(3):
+        reader.step(NO_STOP)
+    kept = sim.insert(item(5))
+    reader.step(NO_STOP)
+    assert [(g.shard_id, g.after_sequence_number) for g in h.gaps] == [(reader.shard_id, old[0])]
+    assert h.seen == [kept]
