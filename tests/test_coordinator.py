@@ -20,6 +20,7 @@ from ddbstreams import (
     StreamConsumer,
     StreamDisabledError,
 )
+from ddbstreams._coordinator import ShardCoordinator
 from ddbstreams.testing import RecordCollector, StreamSimulator
 
 
@@ -282,3 +283,25 @@ def test_shards_are_discovered_at_start_then_every_discovery_interval() -> None:
     collector = consume(sim, 3, settings=settings)
     assert collector.sequence_numbers() == written
     assert sim.calls["DescribeStream"] == 1  # not on every pass of the scheduler
+
+
+def test_a_coordinator_given_a_plain_client_reads_through_it() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    collector = RecordCollector()
+    coordinator = ShardCoordinator(
+        stream_arn=sim.stream_arn,
+        client=sim,  # not a StreamsAPI: the coordinator wraps it
+        handler=collector,
+        checkpoint_store=InMemoryCheckpointStore(),
+        settings=FAST,
+    )
+    thread = threading.Thread(target=coordinator.run)
+    thread.start()
+    try:
+        collector.wait_for(3)
+    finally:
+        coordinator.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert collector.sequence_numbers() == written
