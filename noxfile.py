@@ -65,6 +65,8 @@ def mutants(session: nox.Session) -> None:
     session.install(".[local]", *group("test"), *group("typecheck"), "mutmut>=3.8,<3.9")
     session.run("mutmut", "run", "--max-children", "2", *session.posargs)
     session.run("python", "tools/mutants_report.py")
+    if not session.posargs:  # the breakages the issue names, each caught by some test
+        session.run("python", "tools/breakages.py")
 
 
 @nox.session
