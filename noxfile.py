@@ -110,6 +110,19 @@ def chaos(session: nox.Session) -> None:
 
 
 @nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the reader, coordinator, lineage, stores and pages; not
+    run by bare `nox`. `nox -s mutants -- NAME...` re-runs some mutants (docs/mutants.md)."""
+    # mutmut puts its mutated copy of src/ first on sys.path; the package installed here
+    # only brings the dependencies. Two children at most: the machine has two cores.
+    session.install(".[local]", *group("test"), *group("typecheck"), "mutmut>=3.8,<3.9")
+    session.run("mutmut", "run", "--max-children", "2", *session.posargs)
+    session.run("python", "tests/mutants_report.py")
+    if not session.posargs:  # the breakages the issue names, each caught by some test
+        session.run("python", "tests/mutants_breakages.py")
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
     session.install(".[local]", *group("bench"))

@@ -252,3 +252,32 @@ def test_sqlite_unwritable_directory_says_permissions(tmp_path: Path) -> None:
         directory.chmod(0o700)
     assert f"may not create files in '{directory}'" in message
     assert "damaged" not in message
+
+
+def test_sqlite_says_which_action_failed_and_what_to_check(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = SQLiteCheckpointStore(path, timeout=0)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        advice = (
+            "database is locked. Check that the file is writable and not damaged (a consumer "
+            "retries, and pauses reading while its position cannot be saved)."
+        )
+        with pytest.raises(CheckpointStoreError) as caught:
+            store.save(ARN, "s", Checkpoint("1" * 21))
+        assert str(caught.value) == f"could not write checkpoints in {str(path)!r}: {advice}"
+        with pytest.raises(CheckpointStoreError) as caught:
+            store.delete(ARN, ["s"])
+        assert str(caught.value) == f"could not delete checkpoints in {str(path)!r}: {advice}"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.save(ARN, "s", Checkpoint("1" * 21))  # the lock gone, it works again
+    assert store.load(ARN, "s") == Checkpoint("1" * 21)
+
+
+def test_deleting_shards_that_have_no_checkpoint_is_not_an_error(store: CheckpointStore) -> None:
+    store.save(ARN, "a", Checkpoint("1" * 21))
+    store.delete(ARN, ["never-saved", "a"])  # type: ignore[attr-defined]
+    assert store.load_all(ARN) == {}

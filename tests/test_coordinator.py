@@ -20,6 +20,7 @@ from ddbstreams import (
     StreamConsumer,
     StreamDisabledError,
 )
+from ddbstreams._coordinator import ShardCoordinator
 from ddbstreams.testing import RecordCollector, StreamSimulator
 
 
@@ -164,6 +165,7 @@ def test_disabled_stream_delivers_the_rest_then_raises() -> None:
         ("GetRecords", "ConnectionError"),
         ("GetShardIterator", "LimitExceededException"),
         ("DescribeStream", "InternalServerError"),
+        ("DescribeStream", "ConnectionError"),  # unreachable at start: within startup_timeout
     ],
 )
 def test_transient_faults_are_ridden_out(operation: str, code: str) -> None:
@@ -205,8 +207,14 @@ def test_latest_skips_what_is_already_there() -> None:
     sim.rollover(parent)
     sim.advance(600)  # what is there is well before the start
     collector = RecordCollector()
+    store = InMemoryCheckpointStore()
     with StreamConsumer(
-        collector, stream_arn=sim.stream_arn, client=sim, start_position="LATEST", settings=FAST
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
+        checkpoint_store=store,
+        start_position="LATEST",
+        settings=FAST,
     ) as consumer:
         _wait_until(lambda: any(s.state == "reading" for s in consumer.shards()))
         _wait_until(lambda: sim.calls["GetRecords"] >= 4)
@@ -215,6 +223,8 @@ def test_latest_skips_what_is_already_there() -> None:
         states = {s.shard_id: s.state for s in consumer.shards()}
     assert set(collector.sequence_numbers()) == new
     assert states[parent] == "skipped"
+    # Stored as done, so that a restart does not read it either.
+    assert store.load(sim.stream_arn, parent) == Checkpoint(None, finished=True)
 
 
 def test_stop_waits_for_the_handler_and_checkpoints() -> None:
@@ -284,3 +294,61 @@ def test_hooks_announce_each_shard_s_start_and_end_in_order() -> None:
     ):
         collector.wait_for(2)
     assert events == [("started", parent), ("ended", parent), ("started", child)]
+
+
+def test_a_shard_s_status_reports_its_position_and_its_failures() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(5)]
+    attempts = threading.Semaphore(0)
+
+    def handler(record: Record) -> None:
+        if record.sequence_number == written[4]:
+            attempts.release()
+            raise RuntimeError("poison")
+
+    settings = ConsumerSettings(poll_interval=0.01, handler_retry_initial=0.01, batch_size=2)
+    consumer = StreamConsumer(handler, stream_arn=sim.stream_arn, client=sim, settings=settings)
+    with consumer:
+        for _ in range(2):
+            assert attempts.acquire(timeout=10)
+        _wait_until(lambda: consumer.shards()[0].failures >= 2)
+        (status,) = consumer.shards()
+    assert (status.state, status.parent_shard_id, status.failure_kind) == (
+        "reading",
+        None,
+        "handler",
+    )
+    # Two pages of two records each, then the poison record.
+    assert (status.last_sequence_number, status.records_delivered) == (written[3], 4)
+    assert status.last_error == f"the handler raised on record {written[4]}: poison"
+
+
+def test_shards_are_discovered_at_start_then_every_discovery_interval() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    settings = ConsumerSettings(poll_interval=0.01, batch_size=1, discovery_interval=3600)
+    collector = consume(sim, 3, settings=settings)
+    assert collector.sequence_numbers() == written
+    assert sim.calls["DescribeStream"] == 1  # not on every pass of the scheduler
+
+
+def test_a_coordinator_given_a_plain_client_reads_through_it() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    collector = RecordCollector()
+    coordinator = ShardCoordinator(
+        stream_arn=sim.stream_arn,
+        client=sim,  # not a StreamsAPI: the coordinator wraps it
+        handler=collector,
+        checkpoint_store=InMemoryCheckpointStore(),
+        settings=FAST,
+    )
+    thread = threading.Thread(target=coordinator.run)
+    thread.start()
+    try:
+        collector.wait_for(3)
+    finally:
+        coordinator.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert collector.sequence_numbers() == written

@@ -32,11 +32,11 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import ENDPOINT_URL, SERVER, ExternalEndpoint
-from serial_moto import SerialMoto
 
+from conftest import ENDPOINT_URL, SERVER, ExternalEndpoint
 from ddbstreams import DynamoDBCheckpointStore, Lease
 from ddbstreams.testing import SimulatorServer, StreamSimulator
+from serial_moto import SerialMoto
 
 pytestmark = [pytest.mark.slow, pytest.mark.local_endpoint, pytest.mark.timeout(150)]
 
@@ -504,8 +504,9 @@ def test_workers_join_balance_and_a_sigterm_hands_everything_on_without_duplicat
     moved = time.monotonic() - stopped_at
     assert moved < 2.5, f"w1's leases took {moved:.1f}s to move after SIGTERM"
     wait_until(
-        lambda: read_by_others_since(group, set(victim_shards), "w1", stopped_at)
-        == set(victim_shards),
+        lambda: (
+            read_by_others_since(group, set(victim_shards), "w1", stopped_at) == set(victim_shards)
+        ),
         10,
         "w1's shards read by the others",
     )
@@ -532,8 +533,10 @@ def test_a_sigkilled_worker_s_shards_are_read_again_from_its_last_checkpoint(
     wait_until(
         lambda: read_by_others_since(group, set(at_kill), "w2", killed_at) == set(at_kill),
         4 * LEASE,
-        lambda: f"shards of w2 read since: "
-        f"{read_by_others_since(group, set(at_kill), 'w2', killed_at)} of {set(at_kill)}",
+        lambda: (
+            f"shards of w2 read since: "
+            f"{read_by_others_since(group, set(at_kill), 'w2', killed_at)} of {set(at_kill)}"
+        ),
     )
     taken = [
         min(d.at for d in group.deliveries() if d.shard == shard and d.at > killed_at)

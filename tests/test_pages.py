@@ -39,7 +39,9 @@ def decoded(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
     records=records,
     next_iterator=st.none() | st.text(),
     records_first=st.booleans(),
-    other=st.dictionaries(st.text().filter(lambda k: k not in ("Records",)), json_values),
+    other=st.dictionaries(
+        st.text().filter(lambda k: k not in ("Records", "NextShardIterator")), json_values
+    ),
     dump_format=formats,
 )
 def test_records_and_next_iterator_equal_json_loads(
@@ -112,21 +114,27 @@ def test_malformed_bodies_name_what_is_wrong(body: bytes, reason: str) -> None:
         list(RecordsPage.from_body(body).records)
 
 
+NO_RECORDS = "the answer has no Records list"
+
+
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "reason"),
     [
-        {},
-        {"ResponseMetadata": {"HTTPStatusCode": 200}},
-        {"NextShardIterator": "n"},
-        {"Records": None},
+        ({}, f"{NO_RECORDS} and no NextShardIterator"),
+        ({"ResponseMetadata": {"HTTPStatusCode": 200}}, f"{NO_RECORDS} and no NextShardIterator"),
+        ({"NextShardIterator": "n"}, NO_RECORDS),
+        ({"Records": None}, f"{NO_RECORDS} and no NextShardIterator"),
     ],
 )
 def test_a_decoded_answer_without_records_is_malformed_not_a_shard_end(
-    answer: dict[str, Any],
+    answer: dict[str, Any], reason: str
 ) -> None:
     # botocore parses a cut or HTML 200 body into {}: that must never read as a shard's end.
-    with pytest.raises(MalformedResponseError, match="no Records list"):
+    with pytest.raises(MalformedResponseError) as caught:
         RecordsPage.from_response(answer)
+    assert (
+        str(caught.value) == f"GetRecords answered with a body that is not a valid page: {reason}"
+    )
 
 
 def test_a_decoded_answer_is_served_as_it_is() -> None:

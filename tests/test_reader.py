@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import weakref
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 
 from ddbstreams import (
     Checkpoint,
+    CheckpointStoreError,
     ConsumerSettings,
     InMemoryCheckpointStore,
     Record,
@@ -18,7 +21,7 @@ from ddbstreams import (
 )
 from ddbstreams._client import StreamsAPI
 from ddbstreams._lineage import ShardInfo
-from ddbstreams._reader import ShardReader
+from ddbstreams._reader import LATEST_PIN_CLOCK_MARGIN, ShardReader
 from ddbstreams.testing import StreamSimulator
 
 NO_STOP = threading.Event()
@@ -87,7 +90,8 @@ def test_idle_shard_backs_off_to_the_cap_and_snaps_back_on_records() -> None:
     assert waits == [0.25, 0.25, 0.25, 0.25, 0.5, 1.0, 1.0, 1.0]
     sim.insert(item(1))
     assert reader.step(NO_STOP) == 0.0
-    assert reader.step(NO_STOP) == 0.25
+    # The count of idle pages starts again: 4 at the poll interval before it doubles.
+    assert [reader.step(NO_STOP) for _ in range(5)] == [0.25, 0.25, 0.25, 0.25, 0.5]
 
 
 def test_checkpoint_interval_applies_within_a_page_for_a_slow_handler() -> None:
@@ -473,3 +477,237 @@ def test_a_shard_removed_before_it_was_read_to_its_end_is_a_possible_gap(policy:
     assert reader.finished  # nothing left to read: its children may start
     assert [(g.shard_id, g.after_sequence_number) for g in h.gaps] == [(shard_id, written[0])]
     assert h.store.load(sim.stream_arn, shard_id) == Checkpoint(written[0], finished=True)
+
+
+# ------------------------------------------------- pinned by mutation testing (docs/mutants.md)
+
+
+class FlakyStore(InMemoryCheckpointStore):
+    """An in-memory store that counts its save calls and fails them while ``failing``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+        self.calls: list[Checkpoint] = []
+
+    def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        self.calls.append(checkpoint)
+        if self.failing:
+            raise CheckpointStoreError("store unavailable (test)")
+        super().save(stream_arn, shard_id, checkpoint)
+
+
+def test_failures_escalate_to_errors_with_tracebacks_every_threshold(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim = StreamSimulator()
+    written = sim.insert(item(1))
+    h = Harness(sim, failures_before_unhealthy=3)
+    reader = h.reader()
+    h.fail_next = 4
+    for _ in range(4):
+        reader.step(NO_STOP)
+    what = f"the handler raised on record {written}: handler failure"
+    assert (reader.failures, reader.failure_kind, reader.last_error) == (4, "handler", what)
+    logged = [
+        (r.levelno, r.getMessage(), r.exc_info is not None)
+        for r in caplog.records
+        if "retrying" in r.getMessage()
+    ]
+    line = f"shard {reader.shard_id}: {what} (handler failure %d in a row%s); retrying"
+    assert logged == [
+        (logging.WARNING, line % (1, ""), True),  # the first: with its traceback
+        (logging.WARNING, line % (2, ""), False),
+        (logging.ERROR, line % (3, ": the shard is failing"), True),
+        (logging.WARNING, line % (4, ""), False),
+    ]
+    reader.step(NO_STOP)
+    assert (reader.failures, reader.failure_kind, reader.last_error) == (0, None, None)
+    assert h.seen == [written]
+
+
+def test_a_new_kind_of_failure_counts_from_one() -> None:
+    sim = StreamSimulator()
+    h = Harness(sim)
+    reader = h.reader()
+    kinds = []
+    for code in ["LimitExceededException", "InternalServerError", "ConnectionError"]:
+        sim.inject("GetRecords", code, times=3)  # the 3 request attempts of one step
+        reader.step(NO_STOP)
+        assert reader.last_error is not None
+        kinds.append((reader.failure_kind, reader.failures, reader.last_error.split()[0]))
+    # last_error is the error's own message when there is nothing to add before it
+    assert kinds == [(kind, 1, "GetRecords") for kind in ("throttled", "server", "unreachable")]
+
+
+def test_the_backoff_is_jittered_between_half_and_all_of_its_ceiling() -> None:
+    sim = StreamSimulator()
+    sim.insert(item(1))
+    h = Harness(sim, handler_retry_initial=0.5, handler_retry_max=2.0)
+    reader = h.reader()
+    h.fail_next = 2
+    reader._random_fraction = lambda: 0.0
+    assert reader.step(NO_STOP) == 0.25
+    reader._random_fraction = lambda: 0.5
+    assert reader.step(NO_STOP) == 0.75
+
+
+def test_a_store_failing_at_a_shard_s_end_is_retried_after_a_backoff() -> None:
+    sim = StreamSimulator(records_with_end=True)
+    written = [sim.insert(item(n)) for n in range(2)]
+    h = Harness(sim, checkpoint_every=100, handler_retry_initial=0.5)
+    h.store = store = FlakyStore()
+    reader = h.reader()
+    sim.rollover()
+    store.failing = True
+    assert reader.step(NO_STOP) == 0.5  # delivered, but the end could not be stored
+    assert not reader.finished and (reader.failure_kind, reader.failures) == ("store", 1)
+    store.failing = False
+    assert reader.step(NO_STOP) == 0.0
+    assert reader.finished and reader.failure_kind is None
+    assert store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1], finished=True)
+    saves = len(store.calls)
+    reader.checkpoint()  # nothing moved since the end was stored: no write
+    assert len(store.calls) == saves
+    assert h.seen == written
+
+
+def test_a_failed_save_is_retried_once_its_backoff_is_over_not_on_every_record() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim, checkpoint_every=1, handler_retry_initial=0.5)
+    h.store = store = FlakyStore()
+    reader = h.reader()
+    store.failing = True
+    reader.step(NO_STOP)
+    assert h.seen == written
+    # One failed save of a record (besides marking the shard begun); the next waits.
+    assert [c for c in store.calls if c.sequence_number] == [Checkpoint(written[0])]
+    assert reader.failure_kind == "store"  # still failing: records are not saved
+    store.failing = False
+    sim.advance(0.5)  # exactly the backoff (its jitter pinned to the top)
+    more = sim.insert(item(3))
+    reader.step(NO_STOP)
+    assert store.load(sim.stream_arn, reader.shard_id) == Checkpoint(more)
+    assert reader.failure_kind is None
+
+
+def test_records_after_a_failed_timed_checkpoint_are_delivered_and_saved() -> None:
+    sim = StreamSimulator()
+    first = sim.insert(item(1))
+    h = Harness(sim, checkpoint_every=2, checkpoint_interval=5.0, handler_retry_initial=0.5)
+    h.store = store = FlakyStore()
+    reader = h.reader()
+    reader.step(NO_STOP)
+    store.failing = True
+    sim.advance(6)
+    reader.step(NO_STOP)  # the timed checkpoint fails
+    assert reader.failure_kind == "store"
+    store.failing = False
+    sim.advance(1)
+    second = sim.insert(item(2))
+    assert reader.step(NO_STOP) == 0.0
+    assert h.seen == [first, second]
+    assert store.load(sim.stream_arn, reader.shard_id) == Checkpoint(second)
+
+
+def test_a_successful_save_lets_delivery_go_on_past_the_unsaved_bound() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(5)]
+    h = Harness(sim, checkpoint_every=1, max_records_without_checkpoint=1)
+    reader = h.reader()
+    assert reader.step(NO_STOP) == 0.0
+    assert h.seen == written  # saved after each record: never more than 1 unsaved
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1])
+
+
+def test_a_pinned_resume_passes_over_exactly_the_records_older_than_pin_less_margin(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ddbstreams")
+    sim = StreamSimulator()
+    for n in range(3):
+        sim.insert(item(n))  # older than the pin less its margin: passed over
+    sim.advance(10)
+    at_margin = sim.insert(item(3))
+    sim.advance(10)
+    later = sim.insert(item(4))
+    h = Harness(sim, batch_size=2)  # pages: 2 older; 1 older and at_margin; later
+    created = sim.records(sim.open_shard_ids()[0])[3]["dynamodb"]["ApproximateCreationDateTime"]
+    pin = created + LATEST_PIN_CLOCK_MARGIN
+    while pin - LATEST_PIN_CLOCK_MARGIN != created:  # the float whose pin less margin is it
+        pin = math.nextafter(pin, math.inf if pin - LATEST_PIN_CLOCK_MARGIN < created else 0)
+    reader = h.reader(checkpoint=Checkpoint(None, latest_at=pin))
+    for _ in range(3):
+        reader.step(NO_STOP)
+    assert h.seen == [at_margin, later]
+    passed_over = [r.getMessage() for r in caplog.records if "LATEST pin" in r.getMessage()]
+    assert passed_over == [
+        f"shard {reader.shard_id}: 2 records older than the LATEST pin",
+        f"shard {reader.shard_id}: 1 records older than the LATEST pin",
+    ]
+
+
+def test_a_timed_checkpoint_starts_the_counts_again() -> None:
+    sim = StreamSimulator()
+    first = sim.insert(item(1))
+    h = Harness(sim, checkpoint_every=2, checkpoint_interval=5.0, max_records_without_checkpoint=2)
+    reader = h.reader()
+    reader.step(NO_STOP)
+    sim.advance(5.0)  # exactly the interval: due
+    reader.step(NO_STOP)
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(first)
+    written = [sim.insert(item(n)) for n in range(2, 5)]
+    reader.step(NO_STOP)
+    assert h.seen == [first, *written]  # 3 more in one step: the bound of 2 counts from the save
+    # checkpoint_every=2 counts from the timed save too: after the 2nd of them, not the 1st.
+    assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[1])
+
+
+def test_a_checkpoint_is_due_exactly_one_interval_after_the_last_one() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(2)]
+    h = Harness(sim, checkpoint_every=100, checkpoint_interval=5.0)
+    reader = h.reader()
+    saved: list[object] = []
+
+    def slow(record: Record) -> None:
+        sim.advance(5.0)  # each record takes exactly the interval
+        saved.append(h.store.load(sim.stream_arn, reader.shard_id))
+        h.seen.append(record.sequence_number)
+
+    reader._handler = slow
+    reader.step(NO_STOP)
+    assert saved == [Checkpoint(None), Checkpoint(written[0])]
+
+
+def test_a_checkpoint_that_did_not_move_is_not_written_again() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    h = Harness(sim, checkpoint_every=100)
+    h.store = store = FlakyStore()
+    reader = h.reader()
+    reader.step(NO_STOP)
+    reader.checkpoint()
+    assert store.calls[-1] == Checkpoint(written[-1])
+    saves = len(store.calls)
+    reader.checkpoint()
+    reader.step(NO_STOP)  # an empty page
+    reader.checkpoint()
+    assert len(store.calls) == saves
+
+
+def test_a_possible_gap_is_reported_once_even_if_the_iterator_then_expires() -> None:
+    sim = StreamSimulator()
+    old = [sim.insert(item(n)) for n in range(2)]
+    sim.advance(86400 + 10)  # every record trimmed: nothing retained to deliver yet
+    h = Harness(sim, trimmed_data="restart_from_trim_horizon")
+    reader = h.reader(checkpoint=Checkpoint(old[0]))
+    reader.step(NO_STOP)  # the gap, then an empty page from the oldest retained record
+    sim.advance(901)  # that iterator expires before any record was delivered
+    for _ in range(3):
+        reader.step(NO_STOP)
+    kept = sim.insert(item(5))
+    reader.step(NO_STOP)
+    assert [(g.shard_id, g.after_sequence_number) for g in h.gaps] == [(reader.shard_id, old[0])]
+    assert h.seen == [kept]

@@ -253,6 +253,8 @@ def test_a_parent_gone_past_retention_is_reported_and_passed_when_allowed() -> N
         (child, None),
     ]
     assert all("may have been" in g.reason for g in gaps)
+    # Settled as finished (with how far it was read), so a restart does not report it again.
+    assert store.load(sim.stream_arn, parent) == Checkpoint(checkpointed, finished=True)
 
 
 def test_a_trimmed_parent_does_not_hold_its_children() -> None:
@@ -317,6 +319,27 @@ def test_a_failing_record_is_not_checkpointed_when_stop_comes_during_its_retries
     assert consumer.stop(timeout=10)
     (checkpoint,) = store.load_all(sim.stream_arn).values()
     assert checkpoint == Checkpoint(written[0])
+
+
+def test_a_record_whose_handler_call_fails_as_stop_arrives_is_not_checkpointed() -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    store = InMemoryCheckpointStore()
+    calls: list[str] = []
+
+    def handler(record: Record) -> None:
+        calls.append(record.sequence_number)
+        if record.sequence_number == written[1]:
+            consumer.stop()  # the stop arrives during the failing call
+            raise RuntimeError("poison")
+
+    consumer = StreamConsumer(
+        handler, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=FAST
+    )
+    consumer.start()
+    assert consumer.wait(timeout=10)
+    assert calls == written[:2]
+    assert store.load_all(sim.stream_arn) == {sim.open_shard_ids()[0]: Checkpoint(written[0])}
 
 
 def test_a_fatal_error_in_a_shard_stops_the_consumer_and_wait_raises_it() -> None:
@@ -410,6 +433,7 @@ def test_at_shutdown_every_shard_is_checkpointed_and_one_error_lists_the_failure
     with pytest.raises(CheckpointStoreError, match=shards[0]) as caught:
         consumer.stop(timeout=10)
     assert "1 shard(s)" in str(caught.value)
+    assert f"store unavailable (test) for {shards[0]}. Nothing is lost" in str(caught.value)
     saved = store.load_all(sim.stream_arn)
     for shard_id in shards[1:]:
         last = sim.records(shard_id)[-1]["dynamodb"]["SequenceNumber"]
@@ -585,3 +609,167 @@ def test_an_endpoint_that_is_not_up_yet_is_retried_with_one_message(
     assert time.monotonic() - began >= 0.5  # it kept trying for startup_timeout
     waiting = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert len(waiting) == 1
+
+
+# ----------------------------------------------------------------- discovery and pruning
+
+
+def test_discovery_failures_are_counted_in_a_row_and_cleared_by_a_success(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim = StreamSimulator()
+    settings = ConsumerSettings(poll_interval=0.01, discovery_interval=0.01, request_attempts=1)
+    consumer = StreamConsumer(
+        RecordCollector(), stream_arn=sim.stream_arn, client=sim, settings=settings
+    )
+    with consumer:
+        wait_until(lambda: sim.calls["DescribeStream"] >= 1)
+        sim.inject("DescribeStream", "InternalServerError", times=3)
+        described = sim.calls["DescribeStream"]
+        wait_until(lambda: sim.calls["DescribeStream"] >= described + 4)  # 3 failed, 1 not
+        wait_until(lambda: consumer.health().status == "healthy")
+    failures = [
+        r.getMessage().split(", will retry:")[0]
+        for r in caplog.records
+        if r.getMessage().startswith("discovering shards failed")
+    ]
+    assert failures == [f"discovering shards failed ({n} in a row)" for n in (1, 2, 3)]
+
+
+class NoDeleteStore:
+    """A checkpoint store with only the protocol's required methods (no ``delete``)."""
+
+    def __init__(self) -> None:
+        self._inner = InMemoryCheckpointStore()
+
+    def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
+        return self._inner.load(stream_arn, shard_id)
+
+    def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
+        return self._inner.load_all(stream_arn)
+
+    def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
+        self._inner.save(stream_arn, shard_id, checkpoint)
+
+
+def _parent_then_child(sim: StreamSimulator) -> tuple[str, str, list[str]]:
+    parent = sim.open_shard_ids()[0]
+    written = [sim.insert(item(1))]
+    (child,) = sim.rollover()
+    written.append(sim.insert(item(1, 1)))
+    return parent, child, written
+
+
+def test_a_finished_parent_that_is_no_longer_listed_is_forgotten_without_delete() -> None:
+    sim = StreamSimulator(retention=100.0)
+    parent = sim.open_shard_ids()[0]
+    written = [sim.insert(item(1))]
+    sim.rollover()  # a child without records: begun once its reading starts
+    collector = RecordCollector()
+    settings = ConsumerSettings(poll_interval=0.01, discovery_interval=0.01)
+    consumer = StreamConsumer(
+        collector,
+        stream_arn=sim.stream_arn,
+        client=sim,
+        checkpoint_store=NoDeleteStore(),
+        settings=settings,
+    )
+    with consumer:
+        collector.wait_for(1)
+        sim.advance(101)  # the parent drops out of DescribeStream
+        wait_until(lambda: parent not in {s.shard_id for s in consumer.shards()})
+        assert consumer.running
+    assert collector.sequence_numbers() == written
+
+
+def test_a_finished_parent_is_kept_until_its_child_has_begun() -> None:
+    sim = StreamSimulator(retention=100.0)
+    store = LoggedStore(sim)
+    parent, child, written = _parent_then_child(sim)
+    store.failing.add(child)  # so the child cannot store that it has begun
+    collector = RecordCollector()
+    settings = ConsumerSettings(
+        poll_interval=0.01, discovery_interval=0.01, checkpoint_interval=0.05
+    )
+    consumer = StreamConsumer(
+        collector, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=settings
+    )
+    with consumer:
+        collector.wait_for(2)
+        sim.advance(101)  # the parent drops out of DescribeStream
+        described = sim.calls["DescribeStream"]
+        wait_until(lambda: sim.calls["DescribeStream"] >= described + 3)  # applied since
+        assert parent in {s.shard_id for s in consumer.shards()}
+        assert store.load(sim.stream_arn, parent) == Checkpoint(written[0], finished=True)
+        store.failing.clear()  # the child's next checkpoint says it has begun
+        wait_until(lambda: parent not in {s.shard_id for s in consumer.shards()})
+    assert store.load(sim.stream_arn, parent) is None
+    assert collector.sequence_numbers() == written
+
+
+def test_a_finished_shard_is_not_read_again_after_a_restart() -> None:
+    sim = StreamSimulator()
+    store = InMemoryCheckpointStore()
+    parent, child, written = _parent_then_child(sim)
+    collector = RecordCollector()
+    run_until(
+        StreamConsumer(
+            collector, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=FAST
+        ),
+        collector,
+        2,
+    )
+    assert store.load(sim.stream_arn, parent) == Checkpoint(written[0], finished=True)
+    more = sim.insert(item(1, 2))
+    sim.events.clear()
+    again = RecordCollector()
+    run_until(
+        StreamConsumer(
+            again, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=FAST
+        ),
+        again,
+        1,
+    )
+    assert again.sequence_numbers() == [more]
+    assert [e[1] for e in sim.events if e[0] == "GetShardIterator"] == [child]
+
+
+def test_a_fatal_error_is_what_surfaces_even_when_final_checkpoints_fail() -> None:
+    sim = StreamSimulator(shard_count=2)
+    store = LoggedStore(sim)
+    fatal, other = sorted(sim.open_shard_ids())
+    n = 0
+    while len(sim.records(fatal)) < 3 or not sim.records(other):
+        sim.insert(item(n))
+        n += 1
+    first, second = (r["dynamodb"]["SequenceNumber"] for r in sim.records(fatal)[:2])
+    store.save(sim.stream_arn, fatal, Checkpoint(first))
+    held = sim.records(other)[0]["dynamodb"]["SequenceNumber"]
+    store.failing.add(other)  # the final checkpoint of ``other`` will fail
+    in_fatal, in_other = threading.Event(), threading.Event()
+    advanced, release = threading.Event(), threading.Event()
+
+    def handler(record: Record) -> None:
+        if record.sequence_number == second:
+            in_fatal.set()
+            advanced.wait(10)
+        elif record.sequence_number == held:
+            in_other.set()
+            release.wait(10)
+
+    lazy = ConsumerSettings(
+        poll_interval=0.01, batch_size=1, checkpoint_every=10**6, checkpoint_interval=3600
+    )
+    consumer = StreamConsumer(
+        handler, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=lazy
+    )
+    consumer.start()
+    assert in_fatal.wait(10) and in_other.wait(10)
+    # ``fatal``'s iterator expires, and its record after ``second`` is trimmed unread: fatal.
+    sim.advance(DAY + 10)
+    advanced.set()
+    wait_until(lambda: [e[:2] for e in list(sim.events)].count(("GetShardIterator", fatal)) == 2)
+    release.set()  # ``other`` has delivered ``held`` but cannot save it
+    with pytest.raises(TrimmedDataError):
+        consumer.wait(timeout=10)
+    assert store.failed_saves >= 1  # ``other``'s final checkpoint failed, and was not raised
