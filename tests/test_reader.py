@@ -21,7 +21,7 @@ from ddbstreams import (
 )
 from ddbstreams._client import StreamsAPI
 from ddbstreams._lineage import ShardInfo
-from ddbstreams._reader import LATEST_PIN_CLOCK_MARGIN, ShardReader
+from ddbstreams._reader import ShardReader
 from ddbstreams.testing import StreamSimulator
 
 NO_STOP = threading.Event()
@@ -621,26 +621,25 @@ def test_a_successful_save_lets_delivery_go_on_past_the_unsaved_bound() -> None:
     assert h.store.load(sim.stream_arn, reader.shard_id) == Checkpoint(written[-1])
 
 
-def test_a_pinned_resume_passes_over_exactly_the_records_older_than_pin_less_margin(
+def test_a_pinned_resume_passes_over_exactly_the_records_older_than_the_pin_s_second(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="ddbstreams")
     sim = StreamSimulator()
     for n in range(3):
-        sim.insert(item(n))  # older than the pin less its margin: passed over
+        sim.insert(item(n))  # older than the pin's second: passed over
     sim.advance(10)
-    at_margin = sim.insert(item(3))
+    at_pin = sim.insert(item(3))
     sim.advance(10)
     later = sim.insert(item(4))
-    h = Harness(sim, batch_size=2)  # pages: 2 older; 1 older and at_margin; later
+    h = Harness(sim, batch_size=2)  # pages: 2 older; 1 older and at_pin; later
     created = sim.records(sim.open_shard_ids()[0])[3]["dynamodb"]["ApproximateCreationDateTime"]
-    pin = created + LATEST_PIN_CLOCK_MARGIN
-    while pin - LATEST_PIN_CLOCK_MARGIN != created:  # the float whose pin less margin is it
-        pin = math.nextafter(pin, math.inf if pin - LATEST_PIN_CLOCK_MARGIN < created else 0)
-    reader = h.reader(checkpoint=Checkpoint(None, latest_at=pin))
+    # Creation times are rounded down to the second, so is the pin: a pin late in the same
+    # second as a record's creation still delivers it.
+    reader = h.reader(checkpoint=Checkpoint(None, latest_at=math.floor(created) + 0.999))
     for _ in range(3):
         reader.step(NO_STOP)
-    assert h.seen == [at_margin, later]
+    assert h.seen == [at_pin, later]
     passed_over = [r.getMessage() for r in caplog.records if "LATEST pin" in r.getMessage()]
     assert passed_over == [
         f"shard {reader.shard_id}: 2 records older than the LATEST pin",
@@ -676,9 +675,10 @@ def test_a_checkpoint_is_due_exactly_one_interval_after_the_last_one() -> None:
         saved.append(h.store.load(sim.stream_arn, reader.shard_id))
         h.seen.append(record.sequence_number)
 
+    began = sim.wall_time()
     reader._handler = slow
     reader.step(NO_STOP)
-    assert saved == [Checkpoint(None), Checkpoint(written[0])]
+    assert saved == [Checkpoint(None, begun_at=began), Checkpoint(written[0])]
 
 
 def test_a_checkpoint_that_did_not_move_is_not_written_again() -> None:
