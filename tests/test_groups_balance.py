@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from test_groups import ARN, Clock, held, members, new_store, settle, shards
 
 from ddbstreams import Checkpoint, DynamoDBCheckpointStore
 from ddbstreams.testing import LocalEndpoint
+from test_groups import ARN, Clock, held, members, new_store, settle, shards
 
 pytestmark = pytest.mark.local_endpoint
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_groups import ARN, Clock, held, members, new_store, shards
 
 from ddbstreams import DynamoDBCheckpointStore
 from ddbstreams._leases import GroupMember
 from ddbstreams.testing import LocalEndpoint
+from test_groups import ARN, Clock, held, members, new_store, shards
 
 pytestmark = pytest.mark.local_endpoint
 
