@@ -9,14 +9,17 @@ the lease table at LEASE_URL, and appends one line per delivered record to LOG_P
 handler returns, so that every record it may have checkpointed is in the log when it is
 SIGKILLed. ``time.monotonic()`` is the system's monotonic clock, the same in every process
 of the host. Each lease lost is appended to LOG_PATH.events as ``lost shard time``.
-SIGTERM stops it cleanly (checkpoints written, leases released), then it exits 0.
+SIGTERM stops it cleanly (checkpoints written, leases released), then it exits 0; SIGUSR1
+prints every thread's stack on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -38,6 +41,7 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {args.worker_id} %(levelname)s %(message)s"
     )
+    faulthandler.register(signal.SIGUSR1)  # every thread's stack on stderr, for a hang
     log = os.open(args.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     events = os.open(args.log_path + ".events", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     worker = args.worker_id

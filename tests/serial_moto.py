@@ -96,6 +96,7 @@ class SerialMoto:
 
 
 def serve() -> None:
+    import faulthandler
     import logging
     import signal
 
@@ -106,11 +107,15 @@ def serve() -> None:
     )
     from werkzeug.serving import make_server
 
+    class Handler(MotoRequestHandler):
+        # A client stopped (SIGSTOP) in the middle of sending a request would otherwise hold
+        # up every other client: drop its connection after a second of silence.
+        timeout = 1.0
+
+    faulthandler.register(signal.SIGUSR1)  # stacks on stderr, to look into a hang
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = DomainDispatcherApplication(create_backend_app)
-    server = make_server(
-        "127.0.0.1", 0, app, threaded=False, processes=1, request_handler=MotoRequestHandler
-    )
+    server = make_server("127.0.0.1", 0, app, threaded=False, processes=1, request_handler=Handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     print(f"port {server.port}", flush=True)
     server.serve_forever()
