@@ -8,6 +8,7 @@ for one round trip it "held" every lease it held before the pause. Stepped by ha
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -64,3 +65,20 @@ def test_a_worker_back_from_a_pause_holds_nothing_before_it_has_read_the_leases(
     changes = zombie.tick()  # the zombie resumes
     assert watched.held_after_heartbeat == [False]  # was [True]: it could deliver meanwhile
     assert "shardId-0000" in changes.lost and not zombie.holds("shardId-0000")
+
+
+def test_a_reader_made_before_its_lease_was_taken_again_may_not_deliver() -> None:
+    """The tick thread may hold a lease before the coordinator rebuilt its reader: a reader
+    made under an older epoch (or none) is fenced out, whatever the timing."""
+    from ddbstreams._leases import GroupMember
+
+    class OneLease:
+        """Just what GroupMember.fence_for reads."""
+
+    member = GroupMember(OneLease(), "arn", "w", lease_duration=3.0, clock=lambda: 0.0)  # type: ignore[arg-type]
+    member._last_beat_ok = 0.0
+    assert member.fence_for("s", None) == -math.inf  # not held: nothing may be delivered
+    member.held["s"] = 4
+    assert member.fence_for("s", 4) == 2.0  # two thirds of the lease duration
+    assert member.fence_for("s", 3) == -math.inf  # a reader from the lease's earlier holding
+    assert member.fence_for("s", None) == -math.inf  # a reader made before it was taken

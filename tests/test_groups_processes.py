@@ -13,13 +13,10 @@ every written record was delivered at least once and, per item, the first delive
 write order. Every wait is bounded and waits for something observable (log lines, the table);
 the only clock waits are the ones the test is about (a worker paused for 3 lease durations).
 
-Known engine bug (reported, not fixed here: the coordinator is being rewritten): a lease
-taken by a tick is in ``GroupMember.held`` (so ``holds()`` is true) before the coordinator
-has taken the tick's changes; a step of that shard started in between (after a discovery
-that found the shard, say) reads from the reader's old position, and then the "gained"
-change rebuilds the reader from the lease's checkpoint, so the same worker delivers those
-records again: duplicates without any failover. The SIGTERM test marks itself xfail when
-that, and only that, happened.
+A re-read by the worker that had just taken a lease (its tick held the lease before the
+coordinator rebuilt the shard's reader, and a step of the old reader delivered from its old
+position) was seen once in these tests and fixed: a reader delivers only under the lease
+epoch it was made for. Such re-reads now fail the tests like any other duplicate.
 """
 
 from __future__ import annotations
@@ -535,7 +532,7 @@ def test_workers_join_balance_and_a_sigterm_hands_everything_on_without_duplicat
     # Joins, handovers, rollovers, splits and a graceful stop: nothing delivered twice.
     again, rereads = split_rereads(group, deliveries)
     assert again == []
-    xfail_if(rereads)
+    assert_no_rereads(rereads)
 
 
 def split_rereads(
@@ -548,12 +545,9 @@ def split_rereads(
     return [d for d in again if d not in rereads], rereads
 
 
-def xfail_if(rereads: list[Delivery]) -> None:
-    if rereads:
-        pytest.xfail(
-            f"known engine bug: {len(rereads)} record(s) read twice by the worker that had "
-            f"just taken their shard's lease, e.g. {rereads[0]} (see the module docstring)"
-        )
+def assert_no_rereads(rereads: list[Delivery]) -> None:
+    """Re-reads by a worker that had just taken a lease: fixed, so none may happen."""
+    assert rereads == [], f"read twice by the worker that had just taken the lease: {rereads}"
 
 
 def reread_by_itself(group: Group, deliveries: list[Delivery], again: Delivery) -> bool:
@@ -605,7 +599,7 @@ def test_a_sigkilled_worker_s_shards_are_read_again_from_its_last_checkpoint(
         assert checkpoint is None or delivery.seq > int(checkpoint), delivery
         assert delivery.at > victim_last
     assert len(again) == len({d.seq for d in again})
-    xfail_if(rereads)
+    assert_no_rereads(rereads)
 
 
 def test_a_paused_worker_is_fenced_and_stops_reading_the_shards_taken_from_it(
@@ -653,4 +647,4 @@ def test_a_paused_worker_is_fenced_and_stops_reading_the_shards_taken_from_it(
     # finish()), and the only records delivered twice are those after a checkpoint.
     again, rereads = split_rereads(group, deliveries)
     assert {d.shard for d in again} <= set(at_stop)
-    xfail_if(rereads)
+    assert_no_rereads(rereads)

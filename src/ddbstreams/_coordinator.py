@@ -528,11 +528,7 @@ class ShardCoordinator:
             on_data_loss=self._on_data_loss,
             clock=self._clock,
             wall_clock=self._wall_clock,
-            fence=(
-                functools.partial(self._member.fence_for, shard.shard_id)
-                if self._member is not None
-                else None
-            ),
+            fence=self._fence(shard.shard_id),
             latest_pin=self._latest_pin if start == "LATEST" else None,
         )
         if start == "LATEST" and shard.closed:
@@ -682,9 +678,18 @@ class ShardCoordinator:
         if checkpoint is not None or existing is None or existing.begun or existing.revoked:
             with self._lock:
                 self._readers[shard_id] = self._new_reader(shard, checkpoint, first_contact=False)
-        # (an unused reader keeps where it was to start: a first contact's start position)
+        else:  # an unused reader keeps where it was to start (a first contact's position)
+            existing.fence = self._fence(shard_id)
         if self._member.holds(shard_id) and self._is_ready(shard_id):
             self._push(now, shard_id)
+
+    def _fence(self, shard_id: str) -> Callable[[], float] | None:
+        """In a group, a reader delivers only under the lease it was made for."""
+        if self._member is None:
+            return None
+        return functools.partial(
+            self._member.fence_for, shard_id, self._member.epoch_of(shard_id)
+        )
 
     def _hand_over(self, shard_id: str, taker: str) -> None:
         """Checkpoint, then give the lease to the worker that asked for it."""

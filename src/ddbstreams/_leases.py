@@ -188,9 +188,12 @@ class GroupMember:
     def holds(self, shard_id: str) -> bool:
         return shard_id in self.held and self._clock() < self.fenced_until
 
-    def fence_for(self, shard_id: str) -> float:
-        """Until when (our clock) this worker may deliver records of this shard."""
-        if shard_id not in self.held or shard_id in self.handing_over:
+    def fence_for(self, shard_id: str, epoch: int | None) -> float:
+        """Until when (our clock) a reader made for the lease at ``epoch`` may deliver
+        records of this shard: never once the lease changed (a reader made before this
+        worker took it again would read from an old position)."""
+        held = self.held.get(shard_id)
+        if held is None or held != epoch or shard_id in self.handing_over:
             return -math.inf
         return self.fenced_until
 

@@ -98,7 +98,7 @@ class ShardReader:
         self._wall_clock = wall_clock
         self._random_fraction = random_fraction
         # In a consumer group: until when (self._clock) this worker may deliver this shard.
-        self._fence = fence
+        self.fence = fence
         self._start: StartFrom = start_position
 
         self.delivered: str | None = checkpoint.sequence_number if checkpoint else None
@@ -413,7 +413,7 @@ class ShardReader:
         every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
         most_unsaved = self._settings.max_records_without_checkpoint
         clock, stopping = self._clock, stop.is_set
-        fence = self._fence
+        fence = self.fence
         if fence is not None:
 
             def stopping() -> bool:
