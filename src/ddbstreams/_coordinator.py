@@ -687,9 +687,7 @@ class ShardCoordinator:
         """In a group, a reader delivers only under the lease it was made for."""
         if self._member is None:
             return None
-        return functools.partial(
-            self._member.fence_for, shard_id, self._member.epoch_of(shard_id)
-        )
+        return functools.partial(self._member.fence_for, shard_id, self._member.epoch_of(shard_id))
 
     def _hand_over(self, shard_id: str, taker: str) -> None:
         """Checkpoint, then give the lease to the worker that asked for it."""
