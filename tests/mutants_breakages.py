@@ -82,8 +82,8 @@ BREAKAGES: dict[str, tuple[str, str, str, str]] = {
     ),
     "e": (
         "_coordinator.py",
-        "                discover_soon |= not self._schedule_children(shard_id, now)",
-        "                self._schedule_children(shard_id, now)",
+        "                    self._orphans.add(shard_id)\n                    discover_soon = True",
+        "                    pass",
         "no rediscovery when a shard ends whose children are unknown",
     ),
     "f": (
