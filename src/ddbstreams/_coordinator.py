@@ -529,6 +529,7 @@ class ShardCoordinator:
             clock=self._clock,
             wall_clock=self._wall_clock,
             fence=self._fence(shard.shard_id),
+            lease_epoch=self._member.epoch_of(shard.shard_id) if self._member else None,
             latest_pin=self._latest_pin if start == "LATEST" else None,
         )
         if start == "LATEST" and shard.closed:
@@ -675,11 +676,21 @@ class ShardCoordinator:
         lease = self._member.leases_by_shard.get(shard_id)
         checkpoint = lease.as_checkpoint() if lease is not None else None
         existing = self._readers.get(shard_id)
-        if checkpoint is not None or existing is None or existing.begun or existing.revoked:
+        epoch = self._member.epoch_of(shard_id)
+        same_lease = (
+            existing is not None
+            and not existing.revoked
+            and epoch is not None
+            and existing.lease_epoch == epoch
+        )
+        unused = existing is not None and not existing.begun and not existing.revoked
+        if existing is not None and (same_lease or (unused and checkpoint is None)):
+            # Still right: the lease came back unchanged (after a pause of this worker), or an
+            # unused reader keeps where it was to start (a first contact's position).
+            existing.fence, existing.lease_epoch = self._fence(shard_id), epoch
+        else:
             with self._lock:
                 self._readers[shard_id] = self._new_reader(shard, checkpoint, first_contact=False)
-        else:  # an unused reader keeps where it was to start (a first contact's position)
-            existing.fence = self._fence(shard_id)
         if self._member.holds(shard_id) and self._is_ready(shard_id):
             self._push(now, shard_id)
 

@@ -383,10 +383,10 @@ class FencedCheckpoints:
 
     def save(self, stream_arn: str, shard_id: str, checkpoint: Checkpoint) -> None:
         epoch = self._member.epoch_of(shard_id)
-        if epoch is None:
-            raise LeaseLostError(
-                f"shard {shard_id}: worker {self._member.worker_id} does not hold its lease; "
-                "the checkpoint was not written"
+        if epoch is None:  # let go of for now (a pause of this worker): retried, not lost
+            raise CheckpointStoreError(
+                f"shard {shard_id}: worker {self._member.worker_id} does not hold its lease "
+                "right now; the checkpoint was not written"
             )
         self._table.save_fenced(stream_arn, shard_id, checkpoint, self._member.worker_id, epoch)
 

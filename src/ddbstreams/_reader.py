@@ -86,6 +86,7 @@ class ShardReader:
         random_fraction: Callable[[], float] = random.random,
         fence: Callable[[], float] | None = None,
         latest_pin: float | None = None,
+        lease_epoch: int | None = None,
     ) -> None:
         self.shard = shard
         self.stream_arn = stream_arn
@@ -99,6 +100,7 @@ class ShardReader:
         self._random_fraction = random_fraction
         # In a consumer group: until when (self._clock) this worker may deliver this shard.
         self.fence = fence
+        self.lease_epoch = lease_epoch  # the epoch of the group lease it reads under
         self._start: StartFrom = start_position
 
         self.delivered: str | None = checkpoint.sequence_number if checkpoint else None
