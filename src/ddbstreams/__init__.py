@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._health import Health
 from ._leases import Lease, LeaseLostError, LeaseTable
+from ._policies import Batching, BatchResult, FailedBatch, RetryPolicy
 from ._reader import TrimmedDataGap
 from ._records import Record
 from ._redact import protect as _protect
@@ -47,6 +48,8 @@ __version__ = "0.1.0"
 _protect(logging.getLogger("ddbstreams"))
 
 __all__ = [
+    "BatchResult",
+    "Batching",
     "Checkpoint",
     "CheckpointStore",
     "CheckpointStoreError",
@@ -57,6 +60,7 @@ __all__ = [
     "DynamoDBCheckpointStore",
     "EndpointUnreachableError",
     "ExpiredIteratorError",
+    "FailedBatch",
     "Health",
     "InMemoryCheckpointStore",
     "Lease",
@@ -65,6 +69,7 @@ __all__ = [
     "LocalEndpointError",
     "MalformedResponseError",
     "Record",
+    "RetryPolicy",
     "SQLiteCheckpointStore",
     "ServerError",
     "ServiceError",
