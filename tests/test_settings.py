@@ -104,14 +104,6 @@ def test_handler_must_be_callable() -> None:
         StreamConsumer("print", stream_arn=ARN, region_name="us-east-1")
 
 
-def test_async_handler_is_refused_rather_than_never_awaited() -> None:
-    async def on_record(record: Any) -> None:
-        pass
-
-    with pytest.raises(ConfigurationError, match="async"):
-        StreamConsumer(on_record, stream_arn=ARN, client=StreamSimulator())
-
-
 def test_client_excludes_endpoint_url() -> None:
     with pytest.raises(ConfigurationError, match="client="):
         StreamConsumer(handler, stream_arn=ARN, client=StreamSimulator(), endpoint_url="http://x")

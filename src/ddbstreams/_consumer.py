@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import inspect
 import logging
 import signal
 import threading
@@ -15,8 +14,10 @@ from typing import Any
 from ._checkpoints import CheckpointStore, InMemoryCheckpointStore
 from ._client import Interrupted, StreamsAPI, build_boto3_clients
 from ._coordinator import THREAD_NAME_PREFIX, ShardCoordinator, ShardStatus
+from ._delivery import Delivery, DeliveryPolicy, OnFailure, is_async_handler
 from ._errors import ConfigurationError, EndpointUnreachableError, StreamDisabledError
 from ._health import Health
+from ._policies import Batching, RetryPolicy
 from ._pool import Abandoned, call_unless_stopped
 from ._reader import Handler, TrimmedDataGap
 from ._settings import ConsumerSettings, StartPosition
@@ -33,11 +34,14 @@ class StreamConsumer:
     Guarantees: at-least-once delivery; per-item order (a parent shard is read to its end
     before its children); checkpoints are written only for records the handler returned
     from and never move backwards; nothing is skipped silently. If the handler raises, its
-    shard waits (with growing backoff) and retries the same record while other shards go on.
+    shard waits (with growing backoff) and retries the same record while other shards go on
+    — unless a ``retry`` policy says when to give up and ``on_failure`` takes the records.
 
     Args:
-        handler: called with each :class:`Record`. Records of one shard arrive one at a
-            time and in order; different shards may call it from different threads.
+        handler: called with each :class:`Record` (with ``batching``: with a
+            ``list[Record]``). Records of one shard arrive one at a time and in order;
+            different shards may call it from different threads. An ``async def``
+            handler runs on an event loop owned by the consumer.
         table_name: follow this table's current stream (its ``LatestStreamArn``)...
         stream_arn: ...or read this stream. Give exactly one of the two.
         checkpoint_store: where progress is kept. Default: in memory (no resume after a
@@ -64,6 +68,21 @@ class StreamConsumer:
         on_shard_ended: called with a shard id once it was read to its end and
             checkpointed finished, so that per-shard state can be flushed. The three hooks
             run on the consumer's scheduling thread: keep them quick.
+        batching: a :class:`Batching`: the handler receives a ``list[Record]`` (at most
+            ``max_records``, of one shard) and may return a :class:`BatchResult` naming the
+            records that failed.
+        retry: a :class:`RetryPolicy`: how often and how long failing records are tried,
+            and whether failing batches are split in two. Default: retry forever.
+        on_failure: where records go once ``retry`` gives up on them: a callable taking a
+            :class:`FailedBatch` (see :mod:`ddbstreams.destinations`), or ``"discard"``
+            (each is logged as an error and counted). Required when ``retry`` can give up.
+        filter: Lambda's event filter patterns (a dict, a list of up to 5, or a
+            ``FilterCriteria`` dict); records that do not match are checkpointed without
+            a handler call.
+        parallelism: per shard, how many items are handled at the same time (1 to 100):
+            records are spread over this many lanes by primary key; each lane is in order,
+            so one item's changes still arrive in order. The checkpoint covers only records
+            done with every record before them.
     """
 
     def __init__(
@@ -84,14 +103,15 @@ class StreamConsumer:
         on_lease_lost: Callable[[str], Any] | None = None,
         on_shard_started: Callable[[str], Any] | None = None,
         on_shard_ended: Callable[[str], Any] | None = None,
+        batching: Batching | None = None,
+        retry: RetryPolicy | None = None,
+        on_failure: OnFailure = None,
+        filter: object = None,
+        parallelism: int = 1,
     ) -> None:
         if not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {handler!r}")
-        if inspect.iscoroutinefunction(handler):
-            raise ConfigurationError(
-                "handler is an async function; StreamConsumer calls plain functions. Wrap it, "
-                "e.g. lambda record: asyncio.run(handler(record)), or use a plain function"
-            )
+        policy = _delivery_policy(handler, batching, retry, on_failure, filter, parallelism)
         if (table_name is None) == (stream_arn is None):
             raise ConfigurationError("give exactly one of table_name= or stream_arn=")
         if table_name is not None and (not isinstance(table_name, str) or not table_name):
@@ -119,6 +139,7 @@ class StreamConsumer:
             settings = replace(settings, start_position=start_position)  # type: ignore[arg-type]
 
         self.handler = handler
+        self.delivery_policy = policy
         self.table_name = table_name
         self.settings = settings
         self.checkpoint_store: CheckpointStore = (
@@ -306,6 +327,9 @@ class StreamConsumer:
             on_lease_lost=self.on_lease_lost,
             on_shard_started=self.on_shard_started,
             on_shard_ended=self.on_shard_ended,
+            delivery=None
+            if self.delivery_policy.is_plain
+            else Delivery(self.delivery_policy, self.settings.max_workers),
         )
         with self._lock:
             self._coordinator = coordinator
@@ -402,4 +426,65 @@ def _looks_like_stream_arn(value: object) -> bool:
         and value.startswith("arn:")
         and ":dynamodb:" in value
         and "/stream/" in value
+    )
+
+
+def _delivery_policy(
+    handler: object,
+    batching: object,
+    retry: object,
+    on_failure: object,
+    filter_: object,
+    parallelism: object,
+) -> DeliveryPolicy:
+    """Check the delivery arguments of a consumer and bundle them."""
+    if batching is not None and not isinstance(batching, Batching):
+        raise ConfigurationError(
+            "batching must be a ddbstreams.Batching(max_records=..., max_wait=...), "
+            f"not {batching!r}"
+        )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(
+            f"retry must be a ddbstreams.RetryPolicy(max_attempts=..., ...), not {retry!r}"
+        )
+    retry = retry if retry is not None else RetryPolicy()
+    if on_failure is not None and on_failure != "discard" and not callable(on_failure):
+        raise ConfigurationError(
+            "on_failure must be a callable taking a ddbstreams.FailedBatch (such as "
+            f"ddbstreams.destinations.SQSDestination(...)) or 'discard', not {on_failure!r}"
+        )
+    if retry.gives_up and on_failure is None:
+        raise ConfigurationError(
+            "retry=RetryPolicy(max_attempts=... or max_record_age=...) gives up on records, "
+            "so it needs somewhere to put them: give on_failure= a destination (for example "
+            "ddbstreams.destinations.JSONLinesDestination('failed.jsonl')), or "
+            "on_failure='discard' to drop them (each is logged as an error)"
+        )
+    if on_failure is not None and not retry.gives_up:
+        raise ConfigurationError(
+            "on_failure is never called with the default retry policy, which retries "
+            "forever: set retry=ddbstreams.RetryPolicy(max_attempts=..., max_record_age=...)"
+        )
+    if (
+        isinstance(parallelism, bool)
+        or not isinstance(parallelism, int)
+        or not (1 <= parallelism <= 100)
+    ):
+        raise ConfigurationError(
+            f"parallelism must be a whole number from 1 to 100, not {parallelism!r}"
+        )
+    matches = None
+    if filter_ is not None:  # FILTERS-PENDING: compiled by _filters once it lands
+        raise ConfigurationError("filter= is not available yet")
+    if retry.bisect_on_error and batching is None:
+        raise ConfigurationError(
+            "retry=RetryPolicy(bisect_on_error=True) splits batches: it needs batching="
+        )
+    return DeliveryPolicy(
+        batching=batching,
+        retry=retry,
+        on_failure=on_failure,
+        matches=matches,
+        parallelism=parallelism,
+        is_async=is_async_handler(handler),
     )

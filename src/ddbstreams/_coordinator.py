@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ._checkpoints import Checkpoint, CheckpointStore
 from ._client import FilterUnsupported, Interrupted, StreamDescription, StreamsAPI
+from ._delivery import Delivery
 from ._errors import (
     CheckpointStoreError,
     EndpointUnreachableError,
@@ -120,6 +121,7 @@ class ShardCoordinator:
         on_lease_lost: Callable[[str], Any] | None = None,
         on_shard_started: Callable[[str], Any] | None = None,
         on_shard_ended: Callable[[str], Any] | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.stream_arn = stream_arn
         self.settings = settings if settings is not None else ConsumerSettings()
@@ -129,6 +131,7 @@ class ShardCoordinator:
             else StreamsAPI(client, attempts=self.settings.request_attempts)
         )
         self._handler = handler
+        self._delivery = delivery
         self._store = checkpoint_store
         self._on_data_loss = on_data_loss
         self._clock = clock
@@ -188,7 +191,11 @@ class ShardCoordinator:
 
     def owns_thread(self, thread: threading.Thread) -> bool:
         """True if ``thread`` is one of the coordinator's (a handler runs on it)."""
-        return self._pool.owns(thread) or self._discovery_pool.owns(thread)
+        return (
+            self._pool.owns(thread)
+            or self._discovery_pool.owns(thread)
+            or (self._delivery is not None and self._delivery.owns(thread))
+        )
 
     def shards(self) -> list[ShardStatus]:
         """Every known shard, parents before children."""
@@ -246,6 +253,8 @@ class ShardCoordinator:
             try:
                 self._checkpoint_all(failure)
             finally:
+                if self._delivery is not None:
+                    self._delivery.close()
                 self._leave_group()
 
     # ------------------------------------------------------------------ the scheduler
@@ -531,6 +540,7 @@ class ShardCoordinator:
             fence=self._fence(shard.shard_id),
             lease_epoch=self._member.epoch_of(shard.shard_id) if self._member else None,
             latest_pin=self._latest_pin if start == "LATEST" else None,
+            delivery=self._delivery,
         )
         if start == "LATEST" and shard.closed:
             # Retried by its steps if it could not be stored; in a group, by its lease holder.

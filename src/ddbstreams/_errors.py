@@ -12,6 +12,8 @@ DDBStreamsError                   base of everything below; .retriable says if t
 ├── CheckpointStoreError          the checkpoint store cannot be read or written
 │   └── LeaseLostError            another worker of the group holds the shard now
 ├── LocalEndpointError            the embedded local endpoint cannot start
+├── HandlerResultError            a batch handler returned something other than None/BatchResult
+├── ReportedFailuresError         a batch handler reported records as failed (BatchResult)
 ├── ServiceError                  any other error answered by the service; .code holds its code
 └── TransientError                retriable: the consumer backs off and tries again
     ├── ThrottledError            LimitExceededException, throttling
@@ -35,6 +37,17 @@ class DDBStreamsError(Exception):
 
 class ConfigurationError(DDBStreamsError, ValueError):
     """A setting passed to ddbstreams is invalid; the message names the parameter."""
+
+
+class HandlerResultError(DDBStreamsError):
+    """A batch handler returned something other than ``None`` or a :class:`BatchResult`,
+    or a ``BatchResult`` naming records that were not in its batch. Counted as a failure
+    of the batch; the message says what was returned."""
+
+
+class ReportedFailuresError(DDBStreamsError):
+    """Stands for the failure a batch handler reported with ``BatchResult(failed=...)``:
+    what :class:`FailedBatch` and the logs show, as the handler raised nothing."""
 
 
 class CredentialsError(DDBStreamsError):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from ._checkpoints import Checkpoint, CheckpointStore
 from ._client import Interrupted, StreamsAPI
+from ._delivery import Delivery, ShardDelivery
 from ._errors import (
     CheckpointStoreError,
     EndpointUnreachableError,
@@ -46,7 +47,9 @@ Handler = Callable[[Record], Any]
 # Where a shard with no checkpoint starts: the oldest retained record, only new records, or
 # the shard's first record (a shard this consumer owes from its start, such as a child).
 StartFrom = Literal["TRIM_HORIZON", "LATEST", "SHARD_START"]
-FailureKind = Literal["handler", "throttled", "server", "malformed", "unreachable", "store"]
+FailureKind = Literal[
+    "handler", "destination", "throttled", "server", "malformed", "unreachable", "store"
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class ShardReader:
         fence: Callable[[], float] | None = None,
         latest_pin: float | None = None,
         lease_epoch: int | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.shard = shard
         self.stream_arn = stream_arn
@@ -127,6 +131,21 @@ class ShardReader:
         self._held: dict[str, Any] | None = None  # ...and its first record not yet handled
         self._skip_created_before: float | None = None
         self._end_reached = False
+        # With delivery policies, fetched records wait in a queue of their own; reading
+        # resumes after the last record queued, not the last one done.
+        self._policies: ShardDelivery | None = None
+        self._read_to: str | None = None
+        if delivery is not None:
+            self._policies = ShardDelivery(
+                delivery,
+                handler,
+                stream_arn=stream_arn,
+                shard_id=shard.shard_id,
+                on_failed=self._failed,
+                clock=clock,
+                wall_clock=wall_clock,
+                random_fraction=random_fraction,
+            )
         # Held while the handler runs and while a checkpoint is written, so that a final
         # checkpoint taken from another thread sees a consistent position.
         self._lock = threading.Lock()
@@ -137,7 +156,7 @@ class ShardReader:
 
     @property
     def _has_pending(self) -> bool:
-        return self._held is not None
+        return self._held is not None or bool(self._policies and self._policies.pending)
 
     @property
     def checkpointed_sequence_number(self) -> str | None:
@@ -174,6 +193,8 @@ class ShardReader:
             too_far = self._unsaved >= self._settings.max_records_without_checkpoint
             if too_far and not self._save_progress():
                 return self._backoff()
+            if self._policies is not None:
+                return self._step_with_policies(self._policies, stop)
             page_had_records = False
             if not self._has_pending and not self._end_reached:
                 page_had_records = self._fetch()
@@ -295,11 +316,12 @@ class ShardReader:
         self._page = None
 
     def _acquire_iterator(self) -> str:
-        if self.delivered is not None:
+        after = self._read_to if self._read_to is not None else self.delivered
+        if after is not None:
             try:
-                return self._iterator_of("AFTER_SEQUENCE_NUMBER", self.delivered)
+                return self._iterator_of("AFTER_SEQUENCE_NUMBER", after)
             except TrimmedDataError as exc:
-                self._on_trimmed(exc, self.delivered)
+                self._on_trimmed(exc, after)
         self._check_begun_within_retention()
         if self._start == "LATEST" and not self.begun:
             # Pinned when the consumer met the stream: never a LATEST iterator, which would
@@ -384,7 +406,7 @@ class ShardReader:
                 "were read"
             )
         self._report_gap(reason, after, exc)
-        self.delivered = self._latest_at = None
+        self.delivered = self._latest_at = self._read_to = None
         self._start = "TRIM_HORIZON"
 
     def _report_gap(self, reason: str, after: str | None, exc: Exception | None) -> None:
@@ -414,13 +436,7 @@ class ShardReader:
         records, handler, shard_id = self._page.records, self._handler, self.shard_id
         every, interval = self._settings.checkpoint_every, self._settings.checkpoint_interval
         most_unsaved = self._settings.max_records_without_checkpoint
-        clock, stopping = self._clock, stop.is_set
-        fence = self.fence
-        if fence is not None:
-
-            def stopping() -> bool:
-                return stop.is_set() or clock() >= fence()
-
+        clock, stopping = self._clock, self._stopping(stop)
         due_at = max(self._last_checkpoint_at + interval, self._store_retry_at)
         since, unsaved = self._since_checkpoint, self._unsaved
         handled = 0
@@ -454,6 +470,67 @@ class ShardReader:
         if raw is None:
             self._page_read()
         return True
+
+    def _stopping(self, stop: threading.Event) -> Callable[[], bool]:
+        """Whether to stop delivering: asked to, or past the group lease's fence."""
+        fence, clock = self.fence, self._clock
+        if fence is None:
+            return stop.is_set
+        return lambda: stop.is_set() or clock() >= fence()
+
+    def _step_with_policies(self, policies: ShardDelivery, stop: threading.Event) -> float:
+        """A step under delivery policies: fetch while the queue has room, let the lanes
+        work, move the checkpoint over the records done at the head of the shard."""
+        page_had_records = False
+        if not self._end_reached and policies.has_room:
+            page_had_records = self._fetch()
+            self._queue_page(policies)
+        with self._lock:
+            due_in, failed = policies.run(self._stopping(stop), self._end_reached)
+            done, last = policies.take_done()
+            if last is not None:
+                self.delivered = last["dynamodb"]["SequenceNumber"]
+                self.records_delivered += done
+                self._since_checkpoint += done
+                self._unsaved += done
+        if self._end_reached and not policies.pending:
+            if stop.is_set() or not self._finish():
+                return 0.0 if stop.is_set() else self._backoff()
+            return 0.0
+        settings = self._settings
+        if self._since_checkpoint and (
+            self._since_checkpoint >= settings.checkpoint_every
+            or self._clock() - self._last_checkpoint_at >= settings.checkpoint_interval
+        ):
+            self._save_progress()
+        if (
+            not failed
+            and not policies.failing
+            and (self.failure_kind != "store" or self._unsaved == 0)
+        ):
+            self._succeeded()
+        if page_had_records:
+            self._empty_pages = 0
+            return 0.0 if policies.has_room else due_in
+        if self._end_reached or not policies.has_room:
+            return due_in
+        return min(due_in, self._idle_wait())
+
+    def _queue_page(self, policies: ShardDelivery) -> None:
+        """Move the page's records to the policies' queue (those decoded before a
+        malformed part of the body too)."""
+        if self._page is None:
+            return
+        raws: list[dict[str, Any]] = []
+        try:
+            while self._held is not None:
+                raws.append(self._held)
+                self._held = next(self._page.records, None)
+        finally:
+            if raws:
+                policies.add(raws)
+                self._read_to = raws[-1]["dynamodb"]["SequenceNumber"]
+        self._page_read()
 
     def _handler_failed(self, raw: dict[str, Any], exc: Exception) -> None:
         sequence_number = raw.get("dynamodb", {}).get("SequenceNumber")
