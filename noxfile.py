@@ -126,7 +126,8 @@ def mutants(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
     session.install(".[local]", *group("bench"))
-    for name in session.posargs or ["record_path", "latency", "scale", "memory", "leases"]:
+    everything = ["record_path", "latency", "scale", "memory", "parallelism", "leases"]
+    for name in session.posargs or everything:
         if name == "leases":  # its lease table on MiniStack: atomic, and quick to Query
             python = _ministack_python(session)
             session.run("python", "benchmarks/bench_leases.py", "--ministack-python", python)

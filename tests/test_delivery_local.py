@@ -1,0 +1,95 @@
+"""Delivery policies over real HTTP: the exercise's order table on the local endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from conftest import FAST, put_order
+from ddbstreams import (
+    Batching,
+    FailedBatch,
+    Record,
+    RetryPolicy,
+    StreamConsumer,
+)
+from ddbstreams.testing import LocalEndpoint
+
+pytestmark = pytest.mark.local_endpoint
+
+KEY = {"email": {"S": "anil@example.com"}, "order_number": {"S": "2023/01/01#1344"}}
+WAIT = 30.0
+
+
+def exercise(dynamodb: Any, table: str) -> None:
+    """The exercise: put an order, ship it, delete it."""
+    put_order(dynamodb, table, "anil@example.com", "2023/01/01#1344")
+    dynamodb.update_item(
+        TableName=table,
+        Key=KEY,
+        UpdateExpression="SET order_status = :shipped",
+        ExpressionAttributeValues={":shipped": {"S": "shipped"}},
+    )
+    dynamodb.delete_item(TableName=table, Key=KEY)
+
+
+def test_a_poison_modify_goes_to_on_failure_with_its_wire_form_and_the_shard_goes_on(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    calls: list[list[str]] = []
+    failed: list[FailedBatch] = []
+    removed = threading.Event()
+
+    def handle(batch: list[Record]) -> None:
+        calls.append([r.event_name for r in batch])
+        if any(r.event_name == "MODIFY" for r in batch):
+            raise ValueError("cannot ship this order")
+        if any(r.event_name == "REMOVE" for r in batch):
+            removed.set()
+
+    consumer = StreamConsumer(
+        handle,
+        table_name=order_table,
+        endpoint_url=local_endpoint.url,
+        settings=FAST,
+        batching=Batching(max_records=10, max_wait=2.0),
+        retry=RetryPolicy(max_attempts=2, bisect_on_error=True, initial_backoff=0.01),
+        on_failure=failed.append,
+    )
+    with consumer:
+        exercise(dynamodb, order_table)
+        assert removed.wait(WAIT)
+    (batch,) = failed
+    (record,) = batch.records
+    assert record.event_name == "MODIFY" and batch.attempts == 2
+    assert record.raw["dynamodb"]["NewImage"]["order_status"] == {"S": "shipped"}
+    assert record.raw["dynamodb"]["Keys"] == KEY
+    assert "cannot ship this order" in batch.traceback
+    assert batch.stream_arn == consumer.stream_arn
+    # The three records came in one batch (max_wait), then halves, then MODIFY alone.
+    assert calls[0] == ["INSERT", "MODIFY", "REMOVE"]
+    assert ["INSERT"] in calls and ["REMOVE"] in calls
+
+
+def test_an_async_handler_with_lanes_sees_the_exercise_in_order(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    seen: list[str] = []
+    done = threading.Event()
+
+    async def handle(record: Record) -> None:
+        await asyncio.sleep(0)
+        seen.append(record.event_name)
+        if len(seen) == 3:
+            done.set()
+
+    with StreamConsumer(
+        handle, table_name=order_table, endpoint_url=local_endpoint.url, settings=FAST,
+        parallelism=4,
+    ):  # fmt: skip
+        exercise(dynamodb, order_table)
+        assert done.wait(WAIT)
+    assert seen == ["INSERT", "MODIFY", "REMOVE"]  # one item: one lane, in order
