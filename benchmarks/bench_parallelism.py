@@ -1,11 +1,11 @@
 """Per-key parallelism: records/s of one shard whose handler waits 5 ms per record.
 
-One shard of a ``StreamSimulator`` holds ``400 × parallelism`` records of 500 items
+One shard of a ``StreamSimulator`` holds ``400 * parallelism`` records of 500 items
 (keys); the handler waits 5 ms (``time.sleep`` for a plain handler, ``asyncio.sleep`` for
 an ``async def`` one), as a call to another service would. Side by side in one process:
 ``parallelism`` 1, 4 and 16, each reported as records/s and as its speed-up over
 ``parallelism=1``, timed from the first record delivered to the last (the consumer's start
-is left out); the issue's target is at least 0.8 × N. In the same run, every item's
+is left out); the issue's target is at least 0.8 * N. In the same run, every item's
 records are checked to have arrived in the order they were written.
 
     nox -s bench -- parallelism        (or: python benchmarks/bench_parallelism.py)
