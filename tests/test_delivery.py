@@ -590,3 +590,26 @@ def test_bad_delivery_settings_are_named(kwargs: dict[str, Any], message: str) -
 def test_bad_policy_values_are_named(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         make()
+
+
+def test_a_record_that_cannot_be_decoded_fails_like_any_other_and_keeps_its_wire_form() -> None:
+    sim = StreamSimulator()
+    for n in range(3):
+        sim.insert(item(n))
+    (shard_id,) = sim.open_shard_ids()
+    too_precise = {"N": "1.00000000000000000000000000000000000000001"}  # 42 digits: Inexact
+    sim.records(shard_id)[1]["dynamodb"]["NewImage"]["n"] = too_precise
+    failed: list[FailedBatch] = []
+    handled: list[int] = []
+    until = Until(lambda: 2 in handled)
+
+    def handle(record: Record) -> None:
+        handled.extend(numbers([record]))  # decoding the image raises for record 1
+        until.poke()
+
+    run_until(until, handle, sim, retry=RetryPolicy(max_attempts=2, initial_backoff=0.001),
+              on_failure=failed.append)  # fmt: skip
+    assert handled == [0, 2]
+    (batch,) = failed
+    assert batch.records[0].raw["dynamodb"]["NewImage"]["n"] == too_precise
+    assert batch.error_type.startswith("decimal.") and batch.attempts == 2
