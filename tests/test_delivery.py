@@ -364,7 +364,12 @@ def test_discard_logs_each_record_as_an_error_and_goes_on(
         until.poke()
 
     with caplog.at_level(logging.ERROR, logger="ddbstreams"):
-        run_until(until, handle, sim, retry=RetryPolicy(max_attempts=1), on_failure="discard")
+        consumer = run_until(
+            until, handle, sim, retry=RetryPolicy(max_attempts=1), on_failure="discard"
+        )
+    (status,) = consumer.shards()
+    assert (status.records_discarded, status.records_failed_over) == (1, 0)
+    assert status.records_delivered == 3  # done: two handled, one discarded
     discards = [r.getMessage() for r in caplog.records if "discarding record" in r.getMessage()]
     assert len(discards) == 1 and sequence[1] in discards[0]
     assert handled == [0, 2]

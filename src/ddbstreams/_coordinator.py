@@ -58,8 +58,12 @@ class ShardStatus:
     ``state`` is ``waiting`` (its parent is not finished yet), ``reading``, ``finished``
     (read to its end and checkpointed) or ``skipped`` (closed before a LATEST start).
     ``failures`` counts consecutive failures of kind ``failure_kind`` (``handler``,
-    ``throttled``, ``server``, ``malformed``, ``unreachable`` or ``store``); ``last_error``
+    ``destination``, ``throttled``, ``server``, ``malformed``, ``unreachable`` or ``store``); ``last_error``
     describes the latest one. Both reset once the shard goes on.
+
+    ``records_delivered`` counts the records done this run: handled, and with delivery
+    policies also those the filter passed over (``records_filtered``), those given to
+    ``on_failure`` (``records_failed_over``) and those discarded (``records_discarded``).
     """
 
     shard_id: str
@@ -70,6 +74,9 @@ class ShardStatus:
     failures: int
     failure_kind: str | None = None
     last_error: str | None = None
+    records_filtered: int = 0
+    records_failed_over: int = 0
+    records_discarded: int = 0
 
 
 @dataclass
@@ -786,4 +793,5 @@ class ShardCoordinator:
             failures=reader.failures,
             failure_kind=reader.failure_kind,
             last_error=reader.last_error,
+            **reader.policy_counts(),
         )

@@ -163,6 +163,17 @@ class ShardReader:
         """The last sequence number saved in the store."""
         return self._checkpointed
 
+    def policy_counts(self) -> dict[str, int]:
+        """Records the delivery policies filtered out, failed over and discarded."""
+        policies = self._policies
+        if policies is None:
+            return {}
+        return {
+            "records_filtered": policies.filtered,
+            "records_failed_over": policies.failed_over,
+            "records_discarded": policies.discarded,
+        }
+
     def skip(self) -> bool:
         """Treat this shard as done without reading it (a closed shard under LATEST), and
         store that, so that a restart does not read it either (before its children).
