@@ -58,8 +58,8 @@ class ShardStatus:
     ``state`` is ``waiting`` (its parent is not finished yet), ``reading``, ``finished``
     (read to its end and checkpointed) or ``skipped`` (closed before a LATEST start).
     ``failures`` counts consecutive failures of kind ``failure_kind`` (``handler``,
-    ``destination``, ``throttled``, ``server``, ``malformed``, ``unreachable`` or ``store``); ``last_error``
-    describes the latest one. Both reset once the shard goes on.
+    ``destination``, ``throttled``, ``server``, ``malformed``, ``unreachable`` or
+    ``store``); ``last_error`` describes the latest one. Both reset once the shard goes on.
 
     ``records_delivered`` counts the records done this run: handled, and with delivery
     policies also those the filter passed over (``records_filtered``), those given to
