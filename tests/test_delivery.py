@@ -618,3 +618,26 @@ def test_a_record_that_cannot_be_decoded_fails_like_any_other_and_keeps_its_wire
     (batch,) = failed
     assert batch.records[0].raw["dynamodb"]["NewImage"]["n"] == too_precise
     assert batch.error_type.startswith("decimal.") and batch.attempts == 2
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_stop_from_a_handler_on_a_lane_or_the_event_loop_returns_at_once(use_async: bool) -> None:
+    sim = StreamSimulator()
+    for n, key in enumerate(keys_in_distinct_lanes(2)):
+        sim.insert(item(n, key))
+    answers: list[bool] = []
+    consumer: StreamConsumer
+
+    def stop_here(record: Record) -> None:
+        answers.append(consumer.stop(timeout=WAIT))  # waiting would wait for itself
+
+    async def stop_here_async(record: Record) -> None:
+        stop_here(record)
+
+    consumer = StreamConsumer(
+        stop_here_async if use_async else stop_here,
+        stream_arn=sim.stream_arn, client=sim, settings=FAST, parallelism=2,
+    )  # fmt: skip
+    consumer.start()
+    assert consumer.wait(WAIT)
+    assert answers and not any(answers)
