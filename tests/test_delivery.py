@@ -641,3 +641,40 @@ def test_stop_from_a_handler_on_a_lane_or_the_event_loop_returns_at_once(use_asy
     consumer.start()
     assert consumer.wait(WAIT)
     assert answers and not any(answers)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_slow_lane_does_not_hold_the_others_back(use_async: bool) -> None:
+    sim = StreamSimulator()
+    slow_key, fast_key = keys_in_distinct_lanes(2)
+    sim.insert(item(0, slow_key))
+    sim.insert(item(1, fast_key))
+    release = threading.Event()
+    handled: list[int] = []
+    stages = [Until(lambda: 1 in handled), Until(lambda: 3 in handled), Until(lambda: 0 in handled)]
+
+    def note(record: Record) -> None:
+        handled.extend(numbers([record]))
+        for stage in stages:
+            stage.poke()
+
+    def handle(record: Record) -> None:
+        if numbers([record]) == [0]:
+            assert release.wait(WAIT)
+        note(record)
+
+    async def handle_async(record: Record) -> None:
+        if numbers([record]) == [0]:
+            assert await asyncio.to_thread(release.wait, WAIT)
+        note(record)
+
+    with StreamConsumer(handle_async if use_async else handle, stream_arn=sim.stream_arn,
+                        client=sim, settings=FAST, parallelism=2):  # fmt: skip
+        stages[0].wait()
+        sim.insert(item(2, fast_key))  # fetched and handled while record 0 is still in hand
+        sim.insert(item(3, fast_key))
+        stages[1].wait()
+        assert 0 not in handled
+        release.set()
+        stages[2].wait()
+    assert handled == [1, 2, 3, 0]

@@ -2,8 +2,9 @@
 bisection, giving up to ``on_failure``, async handlers.
 
 The reader queues the records it fetches (:meth:`ShardDelivery.add`) and calls
-:meth:`ShardDelivery.run` on each step: every lane that is due makes one attempt (lanes
-run at the same time when there are several), and :meth:`ShardDelivery.take_done` says
+:meth:`ShardDelivery.run` on each step: every lane that is due and idle starts an attempt
+(on a lane thread, or as a task of the event loop; a lone plain lane runs in the step
+itself), and lanes in flight carry on across steps. :meth:`ShardDelivery.take_done` says
 how far the shard's records are done — in stream order, so that the checkpoint only ever
 covers a contiguous prefix. A record is done when the handler succeeded with it, when the
 filter passed over it, or when ``on_failure`` accepted it. Nothing else moves it.
@@ -20,8 +21,8 @@ import time
 import traceback
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,22 +90,15 @@ class Delivery:
         """True if a handler may be running on ``thread`` (a lane or the event loop)."""
         return thread.ident in self._threads
 
-    def run_sync(self, attempts: Sequence[Callable[[], _Outcome]]) -> list[_Outcome]:
-        """Run the attempts at the same time: the first here, the others on lane threads."""
-        if len(attempts) == 1:
-            return [attempts[0]()]
-        pool = self._lane_pool()
-        futures = [pool.submit(attempt) for attempt in attempts[1:]]
-        first = attempts[0]()
-        return [first, *(future.result() for future in futures)]
+    def submit(self, attempt: Callable[[], _Outcome]) -> Future[_Outcome]:
+        """Run a plain attempt on a lane thread."""
+        return self._lane_pool().submit(attempt)
 
-    def run_async(self, attempts: Sequence[Callable[[], Any]]) -> list[_Outcome]:
-        """Run coroutine attempts as tasks of one gather on the consumer's event loop."""
-
-        async def together() -> list[_Outcome]:
-            return list(await asyncio.gather(*(attempt() for attempt in attempts)))
-
-        return asyncio.run_coroutine_threadsafe(together(), self._event_loop()).result()
+    def submit_async(
+        self, attempt: Callable[[], Coroutine[Any, Any, _Outcome]]
+    ) -> Future[_Outcome]:
+        """Run a coroutine attempt as a task of the consumer's event loop."""
+        return asyncio.run_coroutine_threadsafe(attempt(), self._event_loop())
 
     def close(self) -> None:
         with self._lock:
@@ -122,7 +116,7 @@ class Delivery:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    max_workers=(self.policy.parallelism - 1) * self._max_shards,
+                    max_workers=self.policy.parallelism * self._max_shards,
                     thread_name_prefix=THREAD_NAME,
                     initializer=self._register_thread,
                 )
@@ -221,6 +215,7 @@ class ShardDelivery:
         self._random_fraction = random_fraction
         self._items: deque[_Pending] = deque()
         self._lanes = [_Lane() for _ in range(self._policy.parallelism)]
+        self._in_flight: dict[_Lane, tuple[list[_Pending], Future[_Outcome]]] = {}
         self.filtered = 0  # records the filter passed over
         self.failed_over = 0  # records accepted by on_failure
         self.discarded = 0  # records given up with on_failure="discard"
@@ -233,6 +228,7 @@ class ShardDelivery:
     @property
     def failing(self) -> bool:
         """True while some lane waits to retry a failed call or an ``on_failure``."""
+
         return any(lane.error is not None or lane.giving_up is not None for lane in self._lanes)
 
     @property
@@ -262,46 +258,105 @@ class ShardDelivery:
             count += 1
         return count, last
 
-    def run(self, stopping: Callable[[], bool], shard_ended: bool) -> tuple[float, bool]:
-        """One attempt per due lane. Returns the seconds until a lane is due again (0 if
-        there may be more to do now, inf if nothing waits), and whether anything failed."""
+    def run(
+        self, stopping: Callable[[], bool], shard_ended: bool, block: float
+    ) -> tuple[float, bool]:
+        """Start an attempt in every lane that is due and idle, then wait up to ``block``
+        seconds for one in flight to end. Returns the seconds until a lane is due again (0
+        if there may be more to do now, inf if nothing waits), and whether anything failed.
+        """
+        failed = self._collect()
         now = self._clock()
-        wait, failed = math.inf, False
+        due_in = math.inf
         full = not self.has_room
         ready: list[tuple[_Lane, list[_Pending]]] = []
         for lane in self._lanes:
-            if not lane.todo:
+            if not lane.todo or lane in self._in_flight:
                 continue
             if lane.retry_at > now:
-                wait = min(wait, lane.retry_at - now)
+                due_in = min(due_in, lane.retry_at - now)
                 continue
             if lane.giving_up is None:
                 self._give_up_expired(lane)
             if lane.giving_up is not None:
                 if not self._hand_to_on_failure(lane):
                     failed = True
-                    wait = min(wait, lane.retry_at - now)
+                    due_in = min(due_in, lane.retry_at - now)
                     continue
                 if not lane.todo:
                     continue
-            due_in = self._due_in(lane, now, shard_ended or full)
-            if due_in > 0:
-                wait = min(wait, due_in)
+            batch_due_in = self._due_in(lane, now, shard_ended or full)
+            if batch_due_in > 0:
+                due_in = min(due_in, batch_due_in)
                 continue
             ready.append((lane, self._window(lane)))
-        if not ready or stopping():
-            return wait, failed
-        outcomes = self._attempt_all(ready, stopping)
-        for (lane, window), outcome in zip(ready, outcomes, strict=True):
-            if outcome.error is None:
-                lane.consume(outcome.ok)
-                if outcome.ok == len(window):
-                    lane.attempts = lane.failures = 0
-                    lane.error = lane.first_attempt_at = None
+        if ready and not stopping():
+            failed |= self._start(ready, stopping)
+        if self._in_flight:
+            wait(
+                [future for _, future in self._in_flight.values()],
+                timeout=min(due_in, block),
+                return_when=FIRST_COMPLETED,
+            )
+            return 0.0, self._collect() or failed
+        return (0.0 if ready else due_in), failed
+
+    def drain(self) -> None:
+        """Wait for every attempt in flight and take its outcome (before a checkpoint)."""
+        wait([future for _, future in self._in_flight.values()])
+        self._collect()
+
+    def _start(
+        self, ready: list[tuple[_Lane, list[_Pending]]], stopping: Callable[[], bool]
+    ) -> bool:
+        """Start the attempts; a lone plain lane runs here and now. True if one failed."""
+        wall = self._wall_clock()
+        for lane, _ in ready:
+            if lane.first_attempt_at is None:
+                lane.first_attempt_at = wall
+        batch = self._policy.batching is not None
+        if not self._policy.is_async and len(self._lanes) == 1:
+            ((lane, window),) = ready
+            attempt = self._batch(window) if batch else self._records(window, stopping)
+            return self._apply(lane, window, attempt)
+        for lane, window in ready:
+            future: Future[_Outcome]
+            if self._policy.is_async:
+                coroutine = (
+                    _bound(self._batch_async, window)
+                    if batch
+                    else _bound(self._records_async, window, stopping)
+                )
+                future = self._delivery.submit_async(coroutine)
             else:
-                failed = True
-                self._failed_attempt(lane, window, outcome)
-        return 0.0, failed
+                plain = (
+                    _bound(self._batch, window)
+                    if batch
+                    else _bound(self._records, window, stopping)
+                )
+                future = self._delivery.submit(plain)
+            self._in_flight[lane] = (window, future)
+        return False
+
+    def _collect(self) -> bool:
+        """Take the outcomes of the attempts that ended. True if one failed."""
+        failed = False
+        for lane, (window, future) in list(self._in_flight.items()):
+            if future.done():
+                del self._in_flight[lane]
+                failed |= self._apply(lane, window, future.result())
+        return failed
+
+    def _apply(self, lane: _Lane, window: list[_Pending], outcome: _Outcome) -> bool:
+        """Mark what an attempt did; True if it failed."""
+        if outcome.error is None:
+            lane.consume(outcome.ok)
+            if outcome.ok == len(window):
+                lane.attempts = lane.failures = 0
+                lane.error = lane.first_attempt_at = None
+            return False
+        self._failed_attempt(lane, window, outcome)
+        return True
 
     # ----------------------------------------------------------------- attempts
 
@@ -321,28 +376,6 @@ class ShardDelivery:
         else:
             size = batching.max_records if batching is not None else RECORD_WINDOW
         return [lane.todo[i] for i in range(min(size, len(lane.todo)))]
-
-    def _attempt_all(
-        self, ready: list[tuple[_Lane, list[_Pending]]], stopping: Callable[[], bool]
-    ) -> list[_Outcome]:
-        wall = self._wall_clock()
-        for lane, _ in ready:
-            if lane.first_attempt_at is None:
-                lane.first_attempt_at = wall
-        batch = self._policy.batching is not None
-        if self._policy.is_async:
-            if batch:
-                return self._delivery.run_async(
-                    [_bound(self._batch_async, window) for _, window in ready]
-                )
-            return self._delivery.run_async(
-                [_bound(self._records_async, window, stopping) for _, window in ready]
-            )
-        if batch:
-            return self._delivery.run_sync([_bound(self._batch, window) for _, window in ready])
-        return self._delivery.run_sync(
-            [_bound(self._records, window, stopping) for _, window in ready]
-        )
 
     def _records(self, window: list[_Pending], stopping: Callable[[], bool]) -> _Outcome:
         handler = self._handler

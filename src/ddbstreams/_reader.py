@@ -250,6 +250,9 @@ class ShardReader:
         Waits for a handler call in progress. Raises :class:`CheckpointStoreError`.
         """
         with self._lock:
+            if self._policies is not None:
+                self._policies.drain()
+                self._take_done(self._policies)
             self._save_checkpoint()
 
     def _save_checkpoint(self) -> None:
@@ -497,13 +500,10 @@ class ShardReader:
             page_had_records = self._fetch()
             self._queue_page(policies)
         with self._lock:
-            due_in, failed = policies.run(self._stopping(stop), self._end_reached)
-            done, last = policies.take_done()
-            if last is not None:
-                self.delivered = last["dynamodb"]["SequenceNumber"]
-                self.records_delivered += done
-                self._since_checkpoint += done
-                self._unsaved += done
+            due_in, failed = policies.run(
+                self._stopping(stop), self._end_reached, block=self._settings.poll_interval
+            )
+            self._take_done(policies)
         if self._end_reached and not policies.pending:
             if stop.is_set() or not self._finish():
                 return 0.0 if stop.is_set() else self._backoff()
@@ -526,6 +526,15 @@ class ShardReader:
         if self._end_reached or not policies.has_room:
             return due_in
         return min(due_in, self._idle_wait())
+
+    def _take_done(self, policies: ShardDelivery) -> None:
+        """Move past the records done at the head of the shard."""
+        done, last = policies.take_done()
+        if last is not None:
+            self.delivered = last["dynamodb"]["SequenceNumber"]
+            self.records_delivered += done
+            self._since_checkpoint += done
+            self._unsaved += done
 
     def _queue_page(self, policies: ShardDelivery) -> None:
         """Move the page's records to the policies' queue (those decoded before a
