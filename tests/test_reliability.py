@@ -688,8 +688,14 @@ def test_a_finished_parent_is_kept_until_its_child_has_begun() -> None:
     parent, child, written = _parent_then_child(sim)
     store.failing.add(child)  # so the child cannot store that it has begun
     collector = RecordCollector()
+    # Store retries back off up to 0.2 s, not 30: on a loaded machine the child may fail
+    # to save many times before the store is repaired below.
     settings = ConsumerSettings(
-        poll_interval=0.01, discovery_interval=0.01, checkpoint_interval=0.05
+        poll_interval=0.01,
+        discovery_interval=0.01,
+        checkpoint_interval=0.05,
+        handler_retry_initial=0.01,
+        handler_retry_max=0.2,
     )
     consumer = StreamConsumer(
         collector, stream_arn=sim.stream_arn, client=sim, checkpoint_store=store, settings=settings
