@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -678,3 +679,44 @@ def test_a_slow_lane_does_not_hold_the_others_back(use_async: bool) -> None:
         release.set()
         stages[2].wait()
     assert handled == [1, 2, 3, 0]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_a_plain_function_returning_an_awaitable_is_a_failure_not_a_silent_skip(
+    parallelism: int,
+) -> None:
+    sim = StreamSimulator()
+    sim.insert(item(0))
+    awaited: list[int] = []
+
+    async def really_handle(record: Record) -> None:
+        awaited.extend(numbers([record]))
+
+    failed: list[FailedBatch] = []
+    until = Until(lambda: bool(failed))
+
+    def give_up(batch: FailedBatch) -> None:
+        failed.append(batch)
+        until.poke()
+
+    run_until(
+        until, lambda record: really_handle(record), sim, parallelism=parallelism,
+        retry=RetryPolicy(max_attempts=1), on_failure=give_up,
+    )  # fmt: skip
+    assert awaited == []
+    assert "never awaited: pass the async def function itself" in failed[0].error_message
+
+
+def test_the_plain_path_refuses_an_awaitable_too() -> None:
+    sim = StreamSimulator()
+    sim.insert(item(0))
+    consumer = StreamConsumer(lambda record: asyncio.sleep(0), stream_arn=sim.stream_arn,
+                              client=sim, settings=FAST)  # fmt: skip
+    with consumer:
+        deadline = time.monotonic() + WAIT
+        while not consumer.shards() or consumer.shards()[0].failure_kind is None:
+            assert time.monotonic() < deadline
+            threading.Event().wait(0.01)
+        (status,) = consumer.shards()
+    assert status.failure_kind == "handler" and status.records_delivered == 0
+    assert "never awaited" in (status.last_error or "")

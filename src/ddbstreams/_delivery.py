@@ -383,7 +383,9 @@ class ShardDelivery:
             if index and stopping():
                 return _Outcome(index)
             try:
-                handler(item.record)
+                result = handler(item.record)
+                if result is not None:
+                    refuse_awaitable(handler, item.raw, result)
             except Exception as exc:
                 return _Outcome(index, exc)
         return _Outcome(len(window))
@@ -405,6 +407,8 @@ class ShardDelivery:
         records = [item.record for item in window]
         try:
             result = self._handler(records)
+            if result is not None:
+                refuse_awaitable(self._handler, window[0].raw, result)
         except Exception as exc:
             return _Outcome(0, exc)
         return _judge(records, result)
@@ -598,6 +602,19 @@ def _bound(function: Callable[..., Any], *args: Any) -> Callable[[], Any]:
 def _qualified_name(cls: type) -> str:
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def refuse_awaitable(handler: object, raw: dict[str, Any], result: object) -> None:
+    """A plain function returned an awaitable (a lambda around an ``async def``, say):
+    it was never run. Raise, so that the record is not taken as handled."""
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise HandlerResultError(
+            f"the handler {handler!r} returned an awaitable for record "
+            f"{raw.get('dynamodb', {}).get('SequenceNumber')}, which was never awaited: "
+            "pass the async def function itself, so that the consumer awaits it"
+        )
 
 
 def is_async_handler(handler: object) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from ._checkpoints import Checkpoint, CheckpointStore
 from ._client import Interrupted, StreamsAPI
-from ._delivery import Delivery, ShardDelivery
+from ._delivery import Delivery, ShardDelivery, refuse_awaitable
 from ._errors import (
     CheckpointStoreError,
     EndpointUnreachableError,
@@ -458,7 +458,9 @@ class ShardReader:
         try:
             while raw is not None and not stopping():
                 try:
-                    handler(Record(raw, shard_id))
+                    result = handler(Record(raw, shard_id))
+                    if result is not None:
+                        refuse_awaitable(handler, raw, result)
                 except Exception as exc:
                     self._handler_failed(raw, exc)
                     return False
