@@ -97,7 +97,7 @@ def compile_filter(criteria: object) -> Callable[[dict[str, Any]], bool]:
 def _patterns_of(criteria: object) -> list[tuple[str, dict[str, Any]]]:
     """The criteria's patterns, each with the name error messages give it."""
     if isinstance(criteria, str):
-        parsed = _parse_json(criteria, "filter")
+        parsed = _parse_json(criteria, "pattern")
         if isinstance(parsed, list):
             return _pattern_list(parsed)
         criteria = parsed
