@@ -45,6 +45,7 @@ _NodeMatcher = Callable[[_Nodes], bool]
 _ValueTest = Callable[[Any], bool]
 
 _MISSING: Any = object()
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None)})
 _NO_NODES: _Nodes = []
 
 _RULES_ALLOWED = (
@@ -88,7 +89,15 @@ def compile_filter(criteria: object) -> Callable[[dict[str, Any]], bool]:
     if len(matchers) == 1:
         only = matchers[0]
         return lambda raw: only([raw])
-    return lambda raw: any(matcher([raw]) for matcher in matchers)
+
+    def any_matches(raw: dict[str, Any]) -> bool:
+        nodes = [raw]
+        for matcher in matchers:  # noqa: SIM110
+            if matcher(nodes):
+                return True
+        return False
+
+    return any_matches
 
 
 # --- criteria forms -------------------------------------------------------------------------
@@ -237,7 +246,14 @@ def _compile_object(obj: dict[str, Any], where: str, path: tuple[str, ...]) -> _
             )
     if len(parts) == 1:
         return parts[0]
-    return lambda nodes: all(part(nodes) for part in parts)
+
+    def every(nodes: _Nodes) -> bool:
+        for part in parts:  # noqa: SIM110 (a plain loop: no generator on each call)
+            if not part(nodes):
+                return False
+        return True
+
+    return every
 
 
 def _compile_or(options: list[Any], where: str, path: tuple[str, ...]) -> _NodeMatcher:
@@ -252,7 +268,14 @@ def _compile_or(options: list[Any], where: str, path: tuple[str, ...]) -> _NodeM
         _compile_object(option, where, (*path, f"$or[{index}]"))
         for index, option in enumerate(options)
     ]
-    return lambda nodes: any(alternative(nodes) for alternative in alternatives)
+
+    def either(nodes: _Nodes) -> bool:
+        for alternative in alternatives:  # noqa: SIM110
+            if alternative(nodes):
+                return True
+        return False
+
+    return either
 
 
 def _or_combinations(obj: Any) -> int:
@@ -315,6 +338,8 @@ def _flatten(values: list[Any]) -> _Nodes:
 
 def _leaves(nodes: _Nodes) -> _Nodes:
     """The leaf values among ``nodes`` (objects are intermediate nodes), in wire form."""
+    if len(nodes) == 1 and type(nodes[0]) in _PLAIN_LEAVES:  # the usual case
+        return nodes
     leaves: _Nodes = []
     for node in nodes:
         kind = type(node)
