@@ -908,3 +908,45 @@ def test_a_list_of_patterns_agrees_with_moto_pattern_by_pattern(
     assert compile_filter(criteria)(record) == expected
     wrapped = {"Filters": [{"Pattern": json.dumps(pattern)} for pattern in criteria]}
     assert compile_filter(wrapped)(record) == expected
+
+
+def test_the_examples_in_docs_filters_md() -> None:
+    shipped = {
+        "eventName": ["MODIFY"],
+        "dynamodb": {
+            "NewImage": {"order_status": {"S": ["shipped"]}},
+            "OldImage": {"order_status": {"S": [{"anything-but": "shipped"}]}},
+        },
+    }
+
+    def change(old: str, new: str) -> dict[str, Any]:
+        return {
+            "eventName": "MODIFY",
+            "dynamodb": {
+                "NewImage": {"order_status": {"S": new}},
+                "OldImage": {"order_status": {"S": old}},
+            },
+        }
+
+    assert matches(shipped, change("pending", "shipped"))
+    assert not matches(shipped, change("shipped", "shipped"))
+    not_ttl = {"userIdentity": {"PrincipalId": [{"exists": False}]}}
+    ttl = {
+        "eventName": "REMOVE",
+        "userIdentity": {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"},
+    }
+    assert not matches(not_ttl, ttl)
+    assert matches(not_ttl, {"eventName": "REMOVE"})
+    tenant = {
+        "$or": [
+            {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "tenant-42#"}]}}}},
+            {"eventName": ["REMOVE"]},
+        ]
+    }
+    assert matches(
+        tenant, {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "tenant-42#7"}}}}
+    )
+    assert not matches(
+        tenant, {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "tenant-4#2"}}}}
+    )
+    assert matches(tenant, {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "x"}}}})
