@@ -720,3 +720,38 @@ def test_the_plain_path_refuses_an_awaitable_too() -> None:
         (status,) = consumer.shards()
     assert status.failure_kind == "handler" and status.records_delivered == 0
     assert "never awaited" in (status.last_error or "")
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def test_records_the_filter_passes_over_are_checkpointed_without_a_call() -> None:
+    sim = StreamSimulator()
+    sequence = [sim.insert(item(n)) for n in range(3)]
+    sequence.append(sim.modify(item(1), {**item(1), "status": "shipped"}))
+    sequence.append(sim.remove(item(2)))
+    store = InMemoryCheckpointStore()
+    calls: list[list[str]] = []
+    until = Until(lambda: bool(calls))
+
+    def handle(batch: list[Record]) -> None:
+        calls.append([r.event_name for r in batch])
+        until.poke()
+
+    every = ConsumerSettings(poll_interval=0.01, checkpoint_every=1)
+    consumer = run_until(
+        until, handle, sim, settings=every, checkpoint_store=store, batching=Batching(10),
+        filter={"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"status": {"S": ["shipped"]}}}},
+    )  # fmt: skip
+    assert calls == [["MODIFY"]]
+    (status,) = consumer.shards()
+    assert (status.records_filtered, status.records_delivered) == (4, 5)
+    checkpoint = store.load(sim.stream_arn, status.shard_id)
+    assert checkpoint is not None and checkpoint.sequence_number == sequence[-1]
+
+
+def test_a_malformed_filter_is_refused_when_the_consumer_is_built() -> None:
+    sim = StreamSimulator()
+    with pytest.raises(ConfigurationError, match=r"invalid filter: .*prefix"):
+        StreamConsumer(print, stream_arn=sim.stream_arn, client=sim,
+                       filter={"eventName": [{"prefix": 3}]})  # fmt: skip

@@ -93,3 +93,44 @@ def test_an_async_handler_with_lanes_sees_the_exercise_in_order(
         exercise(dynamodb, order_table)
         assert done.wait(WAIT)
     assert seen == ["INSERT", "MODIFY", "REMOVE"]  # one item: one lane, in order
+
+
+def test_the_issue_s_filter_on_the_exercise_passes_only_the_shipped_modify(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    seen: list[Record] = []
+    done = threading.Event()
+
+    def handle(record: Record) -> None:
+        seen.append(record)
+        done.set()
+
+    consumer = StreamConsumer(
+        handle,
+        table_name=order_table,
+        endpoint_url=local_endpoint.url,
+        settings=FAST,
+        filter={
+            "eventName": ["INSERT", "MODIFY"],
+            "dynamodb": {"NewImage": {"order_status": {"S": ["shipped"]}}},
+        },
+    )
+    with consumer:
+        exercise(dynamodb, order_table)
+        assert done.wait(WAIT)
+        put_order(dynamodb, order_table, "zoe@example.com", "2")  # pending: filtered out
+        marker_shipped = {"S": "shipped"}
+        dynamodb.put_item(
+            TableName=order_table,
+            Item={"email": {"S": "last@example.com"}, "order_number": {"S": "9"},
+                  "order_status": marker_shipped},
+        )  # fmt: skip
+        while len(seen) < 2:
+            assert done.wait(WAIT)
+            done.clear()
+    assert [(r.event_name, r.keys["email"]) for r in seen] == [
+        ("MODIFY", "anil@example.com"),
+        ("INSERT", "last@example.com"),
+    ]
+    # the INSERT, the REMOVE and zoe's pending INSERT
+    assert sum(status.records_filtered for status in consumer.shards()) == 3

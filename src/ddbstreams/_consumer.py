@@ -16,6 +16,7 @@ from ._client import Interrupted, StreamsAPI, build_boto3_clients
 from ._coordinator import THREAD_NAME_PREFIX, ShardCoordinator, ShardStatus
 from ._delivery import Delivery, DeliveryPolicy, OnFailure, is_async_handler
 from ._errors import ConfigurationError, EndpointUnreachableError, StreamDisabledError
+from ._filters import compile_filter
 from ._health import Health
 from ._policies import Batching, RetryPolicy
 from ._pool import Abandoned, call_unless_stopped
@@ -473,9 +474,7 @@ def _delivery_policy(
         raise ConfigurationError(
             f"parallelism must be a whole number from 1 to 100, not {parallelism!r}"
         )
-    matches = None
-    if filter_ is not None:  # FILTERS-PENDING: compiled by _filters once it lands
-        raise ConfigurationError("filter= is not available yet")
+    matches = compile_filter(filter_) if filter_ is not None else None
     if retry.bisect_on_error and batching is None:
         raise ConfigurationError(
             "retry=RetryPolicy(bisect_on_error=True) splits batches: it needs batching="

@@ -228,7 +228,6 @@ class ShardDelivery:
     @property
     def failing(self) -> bool:
         """True while some lane waits to retry a failed call or an ``on_failure``."""
-
         return any(lane.error is not None or lane.giving_up is not None for lane in self._lanes)
 
     @property
