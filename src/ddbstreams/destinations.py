@@ -523,9 +523,14 @@ class SNSDestination(_MessageDestination):
 
     Args:
         topic_arn: the topic's ARN.
-        s3_bucket, s3_prefix, max_message_bytes, session, endpoint_url, region_name,
-            s3_client: as for :class:`SQSDestination`.
+        s3_bucket: a bucket for records too large for a message.
+        s3_prefix: where in the bucket.
+        max_message_bytes: the largest message to publish (1024 to 1,048,576).
+        session: a boto3 session to build clients from.
+        endpoint_url: a custom or local endpoint for SNS and S3.
+        region_name: the AWS region.
         client: a boto3 ``sns`` client to use instead of building one.
+        s3_client: a boto3 ``s3`` client to use instead of building one.
     """
 
     _service = "sns"
@@ -591,7 +596,9 @@ class S3Destination:
     Args:
         bucket: the bucket.
         prefix: where in the bucket.
-        session, endpoint_url, region_name: as for :class:`SQSDestination`.
+        session: a boto3 session to build the client from.
+        endpoint_url: a custom or local endpoint for S3.
+        region_name: the AWS region.
         client: a boto3 ``s3`` client to use instead of building one.
     """
 
@@ -671,6 +678,18 @@ def iter_failed_batches(
     left in the queue, and so are parts whose other parts were not found: both are logged
     (and listed by :attr:`FailedBatches.left_over`). A JSON Lines line cut short by a
     crash (the consumer wrote that batch again after it) is skipped with a warning.
+
+    Args:
+        source: a path, a queue URL or ``s3://bucket/prefix``.
+        delete: S3 only: delete each object once its batch is replayed (a queue's
+            messages are always deleted; a file is never changed).
+        session: a boto3 session to build clients from.
+        endpoint_url: a custom or local endpoint for SQS and S3.
+        region_name: the AWS region.
+        wait_seconds: a queue: how long one receive waits for messages; the first that
+            finds none ends the iteration.
+        visibility_timeout: a queue: seconds a received message stays hidden from other
+            readers; a batch must be handled within it, else it may be delivered again.
 
     Raises:
         DestinationError: the source could not be read or a batch could not be deleted.
