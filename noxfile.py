@@ -35,7 +35,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, integration tests over HTTP against the embedded endpoint."""
-    session.install("-e", ".[local]", *group("test"))
+    session.install("-e", ".[local]", *group("test"), *group("test-destinations"))
     session.run("pytest", *session.posargs)
 
 
@@ -82,7 +82,7 @@ def _ministack_python(session: nox.Session) -> str:
 @nox.session(python=["3.10", "3.11", "3.12", "3.13"])
 def pythons(session: nox.Session) -> None:
     """The test suite on every supported Python that is installed (not run by bare `nox`)."""
-    session.install(".[local]", *group("test"))
+    session.install(".[local]", *group("test"), *group("test-destinations"))
     session.run("pytest", *session.posargs)
 
 

@@ -7,6 +7,7 @@ a :class:`CheckpointStore` so that a restart resumes where it left off.
 
 import logging
 
+from . import destinations as destinations  # ddbstreams.destinations.SQSDestination(...)
 from ._checkpoints import (
     Checkpoint,
     CheckpointStore,
@@ -21,8 +22,10 @@ from ._errors import (
     ConfigurationError,
     CredentialsError,
     DDBStreamsError,
+    DestinationError,
     EndpointUnreachableError,
     ExpiredIteratorError,
+    FailedBatchFormatError,
     HandlerResultError,
     LocalEndpointError,
     MalformedResponseError,
@@ -59,10 +62,12 @@ __all__ = [
     "ConsumerSettings",
     "CredentialsError",
     "DDBStreamsError",
+    "DestinationError",
     "DynamoDBCheckpointStore",
     "EndpointUnreachableError",
     "ExpiredIteratorError",
     "FailedBatch",
+    "FailedBatchFormatError",
     "HandlerResultError",
     "Health",
     "InMemoryCheckpointStore",

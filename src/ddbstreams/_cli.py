@@ -28,6 +28,7 @@ from ._errors import DDBStreamsError, EndpointUnreachableError
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
 from ._records import Record
 from ._redact import RedactSecrets
+from ._replay import add_replay_command
 from ._settings import ConsumerSettings, StartPosition, canonical_start_position
 
 
@@ -165,8 +166,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="ddbstreams",
         description=_wrapped(
             "Consume Amazon DynamoDB Streams: print a table's changes as they happen (tail), "
-            "serve DynamoDB and DynamoDB Streams locally (local), or show a consumer group's "
-            "leases (leases)."
+            "serve DynamoDB and DynamoDB Streams locally (local), show a consumer group's "
+            "leases (leases), or send failed batches back through a handler (replay)."
         ),
         epilog="'ddbstreams COMMAND --help' tells a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -289,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     leases.add_argument("--json", action="store_true", help="print one JSON document")
     leases.set_defaults(run=_leases)
+    add_replay_command(commands, [after])
     return parser
 
 

@@ -14,13 +14,15 @@ DDBStreamsError                   base of everything below; .retriable says if t
 ├── LocalEndpointError            the embedded local endpoint cannot start
 ├── HandlerResultError            a batch handler returned something other than None/BatchResult
 ├── ReportedFailuresError         a batch handler reported records as failed (BatchResult)
+├── FailedBatchFormatError        not a failed-batch document ddbstreams reads (a ValueError)
 ├── ServiceError                  any other error answered by the service; .code holds its code
 └── TransientError                retriable: the consumer backs off and tries again
     ├── ThrottledError            LimitExceededException, throttling
     ├── ServerError               HTTP 5xx, InternalServerError
     │   └── MalformedResponseError  an answer that is not a GetRecords page
     ├── EndpointUnreachableError  connection refused/reset, timeouts
-    └── ExpiredIteratorError      a shard iterator was older than 15 minutes
+    ├── ExpiredIteratorError      a shard iterator was older than 15 minutes
+    └── DestinationError          a failure destination (SQS, SNS, S3, file) failed
 ```
 
 Errors that wrap a botocore error keep it as ``__cause__`` (``raise ... from exc``).
@@ -97,6 +99,10 @@ class LocalEndpointError(DDBStreamsError):
     """The embedded local endpoint could not start (extra missing, port taken)."""
 
 
+class FailedBatchFormatError(DDBStreamsError, ValueError):
+    """A document is not a failed batch ddbstreams wrote (or not a version it reads)."""
+
+
 class ServiceError(DDBStreamsError):
     """The service answered with an error ddbstreams has no more specific class for."""
 
@@ -129,3 +135,9 @@ class EndpointUnreachableError(TransientError):
 
 class ExpiredIteratorError(TransientError):
     """A shard iterator expired (they live 15 minutes); the reader takes a new one."""
+
+
+class DestinationError(TransientError):
+    """A failure destination (SQS, SNS, S3, a file) did not take a failed batch, or could not
+    be read back; the message names the destination and the cause. The consumer keeps
+    trying, and does not move its checkpoint past those records meanwhile."""
