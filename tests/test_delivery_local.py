@@ -6,16 +6,19 @@ import asyncio
 import threading
 from typing import Any
 
+import boto3
 import pytest
 
 from conftest import FAST, put_order
 from ddbstreams import (
     Batching,
+    ConfigurationError,
     FailedBatch,
     Record,
     RetryPolicy,
     StreamConsumer,
 )
+from ddbstreams.destinations import SQSDestination, iter_failed_batches
 from ddbstreams.testing import LocalEndpoint
 
 pytestmark = pytest.mark.local_endpoint
@@ -134,3 +137,55 @@ def test_the_issue_s_filter_on_the_exercise_passes_only_the_shipped_modify(
     ]
     # the INSERT, the REMOVE and zoe's pending INSERT
     assert sum(status.records_filtered for status in consumer.shards()) == 3
+
+
+@pytest.mark.moto_only(reason="moto serves SQS and S3 beside DynamoDB")
+def test_a_poison_record_reaches_sqs_whole_and_replays_through_the_handler(
+    local_endpoint: LocalEndpoint, dynamodb: Any, order_table: str
+) -> None:
+    kwargs = local_endpoint.client_kwargs()
+    sqs, s3 = boto3.client("sqs", **kwargs), boto3.client("s3", **kwargs)
+    queue_url = sqs.create_queue(QueueName=f"{order_table}-failed")["QueueUrl"]
+    s3.create_bucket(Bucket=f"{order_table}-records".lower())
+    destination = SQSDestination(
+        queue_url, s3_bucket=f"{order_table}-records".lower(), endpoint_url=local_endpoint.url
+    )
+    broken = True
+    handled: list[str] = []
+    removed = threading.Event()
+
+    def handle(record: Record) -> None:
+        if broken and record.event_name == "MODIFY":
+            raise ValueError("the shipping service is down")
+        handled.append(record.event_name)
+        if record.event_name == "REMOVE":
+            removed.set()
+
+    with StreamConsumer(
+        handle, table_name=order_table, endpoint_url=local_endpoint.url, settings=FAST,
+        retry=RetryPolicy(max_attempts=2, initial_backoff=0.01), on_failure=destination,
+    ):  # fmt: skip
+        exercise(dynamodb, order_table)
+        assert removed.wait(WAIT)
+    assert handled == ["INSERT", "REMOVE"]  # the shard went on past the poison record
+    broken = False  # the fix is deployed: replay what the queue holds
+    replayed = list(iter_failed_batches(queue_url, endpoint_url=local_endpoint.url))
+    (batch,) = replayed
+    assert batch.reason == "max_attempts" and "shipping service is down" in batch.traceback
+    for record in batch.records:
+        handle(record)
+    assert handled == ["INSERT", "REMOVE", "MODIFY"]
+    assert batch.records[0].raw["dynamodb"]["NewImage"]["order_status"] == {"S": "shipped"}
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+
+
+def test_sqs_without_a_bucket_on_a_stream_with_images_is_refused_at_start(
+    local_endpoint: LocalEndpoint, order_table: str
+) -> None:
+    consumer = StreamConsumer(
+        print, table_name=order_table, endpoint_url=local_endpoint.url, settings=FAST,
+        retry=RetryPolicy(max_attempts=2),
+        on_failure=SQSDestination("http://localhost:1/000000000000/q", max_message_bytes=262144),
+    )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="s3_bucket"):
+        consumer.run()

@@ -83,6 +83,7 @@ class StreamDescription:
     shards: tuple[ShardInfo, ...]
     # The service's clock when it answered (its HTTP Date header, to the second), if known.
     service_time: float | None = None
+    view_type: str | None = None  # KEYS_ONLY, NEW_IMAGE, OLD_IMAGE or NEW_AND_OLD_IMAGES
 
 
 # Set while ddbstreams itself calls GetRecords, so that the raw fast path never changes
@@ -376,6 +377,7 @@ class StreamsAPI:
                     status=str(page.get("StreamStatus", "ENABLED")),
                     shards=tuple(shards),
                     service_time=service_time,
+                    view_type=page.get("StreamViewType"),
                 )
             kwargs["ExclusiveStartShardId"] = last
 

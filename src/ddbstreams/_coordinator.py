@@ -442,6 +442,8 @@ class ShardCoordinator:
             if not partial:
                 self._member.listed = {shard.shard_id for shard in description.shards}
         if first:
+            if self._delivery is not None:
+                self._delivery.check_stream(description.view_type)
             return _Discovered(description, self._store.load_all(self.stream_arn), True)
         with self._lock:
             known = set(self._readers)

@@ -86,6 +86,13 @@ class Delivery:
         self._threads: set[int] = set()
         self._lock = threading.Lock()
 
+    def check_stream(self, view_type: str | None) -> None:
+        """Let ``on_failure`` refuse a stream whose records it could not hold (a
+        destination's ``check_stream``, such as SQS's size limit without an S3 bucket)."""
+        check = getattr(self.policy.on_failure, "check_stream", None)
+        if view_type is not None and callable(check):
+            check(view_type)
+
     def owns(self, thread: threading.Thread) -> bool:
         """True if a handler may be running on ``thread`` (a lane or the event loop)."""
         return thread.ident in self._threads
