@@ -19,7 +19,6 @@ import math
 import threading
 import time
 import traceback
-import zlib
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -160,13 +159,14 @@ class _Outcome:
 
 
 class _Pending:
-    __slots__ = ("arrived", "done", "raw", "record")
+    __slots__ = ("arrived", "done", "key", "raw", "record")
 
     def __init__(self, raw: dict[str, Any], shard_id: str, arrived: float) -> None:
         self.raw = raw
         self.record = Record(raw, shard_id)
         self.arrived = arrived
         self.done = False
+        self.key: str | None = None  # its item's primary key, when there are several lanes
 
 
 class _Lane:
@@ -184,16 +184,18 @@ class _Lane:
         self.first_attempt_at: float | None = None
         self.giving_up: FailedBatch | None = None  # handed to on_failure, not yet accepted
 
-    def consume(self, count: int) -> None:
-        """The first ``count`` records are done."""
-        for _ in range(count):
-            self.todo.popleft().done = True
+    def consume(self, count: int) -> list[_Pending]:
+        """The first ``count`` records are done: they leave the lane."""
+        done = [self.todo.popleft() for _ in range(count)]
+        for item in done:
+            item.done = True
         while count and self.windows:
             if self.windows[-1] <= count:
                 count -= self.windows.pop()
             else:
                 self.windows[-1] -= count
                 count = 0
+        return done
 
 
 class ShardDelivery:
@@ -223,6 +225,8 @@ class ShardDelivery:
         self._items: deque[_Pending] = deque()
         self._lanes = [_Lane() for _ in range(self._policy.parallelism)]
         self._in_flight: dict[_Lane, tuple[list[_Pending], Future[_Outcome]]] = {}
+        # The lane of each item with records not done yet, and how many it has there.
+        self._key_lanes: dict[str, tuple[_Lane, int]] = {}
         self.filtered = 0  # records the filter passed over
         self.failed_over = 0  # records accepted by on_failure
         self.discarded = 0  # records given up with on_failure="discard"
@@ -253,7 +257,27 @@ class ShardDelivery:
             elif len(lanes) == 1:
                 lanes[0].todo.append(item)
             else:
-                lanes[_lane_of(raw, len(lanes))].todo.append(item)
+                self._lane_for(item).todo.append(item)
+
+    def _lane_for(self, item: _Pending) -> _Lane:
+        """The lane of the item's records not done yet; else the lane with least to do.
+
+        An item goes to another lane only once every record of it is done, so its records
+        are still handled one after the other, in order.
+        """
+        key = item.key = _key_of(item.raw)
+        lane, count = self._key_lanes.get(key) or (min(self._lanes, key=_load), 0)
+        self._key_lanes[key] = (lane, count + 1)
+        return lane
+
+    def _consume(self, lane: _Lane, count: int) -> None:
+        for item in lane.consume(count):
+            if item.key is not None:
+                owner, left = self._key_lanes[item.key]
+                if left == 1:
+                    del self._key_lanes[item.key]
+                else:
+                    self._key_lanes[item.key] = (owner, left - 1)
 
     def take_done(self) -> tuple[int, dict[str, Any] | None]:
         """Forget the records done at the head of the shard: how many, and the last one."""
@@ -356,7 +380,7 @@ class ShardDelivery:
     def _apply(self, lane: _Lane, window: list[_Pending], outcome: _Outcome) -> bool:
         """Mark what an attempt did; True if it failed."""
         if outcome.error is None:
-            lane.consume(outcome.ok)
+            self._consume(lane, outcome.ok)
             if outcome.ok == len(window):
                 lane.attempts = lane.failures = 0
                 lane.error = lane.first_attempt_at = None
@@ -435,7 +459,7 @@ class ShardDelivery:
         error, ok = outcome.error, outcome.ok
         failing = window[ok]
         if ok:
-            lane.consume(ok)
+            self._consume(lane, ok)
             lane.attempts = 0
             lane.first_attempt_at = self._wall_clock()
         lane.error = error
@@ -536,7 +560,7 @@ class ShardDelivery:
                 return False
             logger.warning("gave up on %s %s; on_failure accepted them", span, why)
             self.failed_over += count
-        lane.consume(count)
+        self._consume(lane, count)
         lane.giving_up = lane.error = lane.first_attempt_at = None
         lane.attempts = lane.failures = 0
         lane.retry_at = -math.inf
@@ -595,10 +619,13 @@ def _judge(records: list[Record], result: object) -> _Outcome:
     )
 
 
-def _lane_of(raw: dict[str, Any], lanes: int) -> int:
-    """The lane of an item: every record of one primary key goes to the same lane."""
-    keys = raw.get("dynamodb", {}).get("Keys", {})
-    return zlib.crc32(repr(sorted(keys.items())).encode()) % lanes
+def _key_of(raw: dict[str, Any]) -> str:
+    """A record's item, as text: its primary key attributes in wire form."""
+    return repr(sorted(raw.get("dynamodb", {}).get("Keys", {}).items()))
+
+
+def _load(lane: _Lane) -> int:
+    return len(lane.todo)
 
 
 def _bound(function: Callable[..., Any], *args: Any) -> Callable[[], Any]:
