@@ -22,6 +22,7 @@ TESTS = [
     "tests/test_checkpoints.py",
     "tests/test_pages.py",
     "tests/test_lineage.py",
+    "tests/test_delivery.py",
 ]
 FINISHED = "return parent is None or parent not in self._shards or is_finished(parent)"
 
@@ -29,8 +30,8 @@ FINISHED = "return parent is None or parent not in self._shards or is_finished(p
 BREAKAGES: dict[str, tuple[str, str, str, str]] = {
     "a1": (
         "_reader.py",
-        "        with self._lock:\n            self._save_checkpoint()",
-        "        with self._lock:\n"
+        "                self._take_done(self._policies)\n            self._save_checkpoint()",
+        "                self._take_done(self._policies)\n"
         "            if self._held is not None and self.failure_kind == 'handler':\n"
         "                self.delivered = self._held['dynamodb']['SequenceNumber']\n"
         "            self._save_checkpoint()",
@@ -70,8 +71,9 @@ BREAKAGES: dict[str, tuple[str, str, str, str]] = {
     ),
     "d2": (
         "_reader.py",
-        '        self.delivered = self._latest_at = None\n        self._start = "TRIM_HORIZON"',
+        "        self.delivered = self._latest_at = self._read_to = None\n"
         '        self._start = "TRIM_HORIZON"',
+        '        self._read_to = None\n        self._start = "TRIM_HORIZON"',
         "a trimmed checkpoint is kept after the gap is reported",
     ),
     "d3": (
@@ -93,6 +95,31 @@ BREAKAGES: dict[str, tuple[str, str, str, str]] = {
         "children start once the parent is closed rather than finished",
     ),
     "g": ("_lineage.py", FINISHED, "return True", "every shard is ready: children start early"),
+    "h1": (
+        "_delivery.py",
+        "        while items and items[0].done:",
+        "        while items and (items[0].done or len(items) > 1 and items[1].done):",
+        "the checkpoint passes a record still in hand when the next one is done",
+    ),
+    "h2": (
+        "_reader.py",
+        "        after = self._read_to if self._read_to is not None else self.delivered",
+        "        after = self.delivered",
+        "a new iterator resumes after the last record done, not the last one queued",
+    ),
+    "h3": (
+        "_delivery.py",
+        "            try:\n                on_failure(batch)\n            except Exception as exc:",
+        "            try:\n                self._consume(lane, count)\n                on_failure(batch)\n"
+        "            except Exception as exc:",
+        "records given up count as done before on_failure accepted them",
+    ),
+    "h4": (
+        "_delivery.py",
+        "        lane, count = self._key_lanes.get(key) or (min(self._lanes, key=_load), 0)",
+        "        lane, count = (min(self._lanes, key=_load), 0)",
+        "an item with records in hand may go to another lane (its order is lost)",
+    ),
 }
 
 

@@ -412,15 +412,16 @@ def test_the_checkpoint_never_passes_a_record_still_being_handled() -> None:
     store = InMemoryCheckpointStore()
     release = threading.Event()
     handled: list[int] = []
-    fast_done, all_done = Until(lambda: 5 in handled), Until(lambda: 0 in handled)
+    fast_done, all_done = Until(lambda: 6 in handled), Until(lambda: 0 in handled)
+    later = Until(lambda: 5 in handled)
 
     def handle(record: Record) -> None:
         (n,) = numbers([record])
         if n == 0:
             assert release.wait(WAIT)
         handled.append(n)
-        fast_done.poke()
-        all_done.poke()
+        for until in (later, fast_done, all_done):
+            until.poke()
 
     every = ConsumerSettings(poll_interval=0.01, checkpoint_every=1, checkpoint_interval=0)
     consumer = StreamConsumer(
@@ -428,14 +429,18 @@ def test_the_checkpoint_never_passes_a_record_still_being_handled() -> None:
         checkpoint_store=store, parallelism=2,
     )  # fmt: skip
     with consumer:
+        later.wait()
+        # Record 6 starts only after the step that took the outcome of records 1-5 has
+        # moved the checkpoint as far as it would: not past record 0, still in hand.
+        sequence.append(sim.insert(item(6, fast_key)))
         fast_done.wait()
         checkpoint = store.load(sim.stream_arn, shard_id)
         assert checkpoint is None or checkpoint.sequence_number is None
         release.set()
         all_done.wait()
-    assert handled == [1, 2, 3, 4, 5, 0]
+    assert handled == [1, 2, 3, 4, 5, 6, 0]
     checkpoint = store.load(sim.stream_arn, shard_id)
-    assert checkpoint is not None and checkpoint.sequence_number == sequence[5]
+    assert checkpoint is not None and checkpoint.sequence_number == sequence[6]
 
 
 writes = st.lists(st.integers(0, 11), min_size=1, max_size=60)

@@ -295,7 +295,9 @@ class ShardDelivery:
         seconds for one in flight to end. Returns the seconds until a lane is due again (0
         if there may be more to do now, inf if nothing waits), and whether anything failed.
         """
-        failed = self._collect()
+        ended, failed = self._collect()
+        if ended:  # let the reader move the checkpoint before anything new starts
+            return 0.0, failed
         now = self._clock()
         due_in = math.inf
         full = not self.has_room
@@ -328,7 +330,7 @@ class ShardDelivery:
                 timeout=min(due_in, block),
                 return_when=FIRST_COMPLETED,
             )
-            return 0.0, self._collect() or failed
+            return 0.0, self._collect()[1] or failed
         return (0.0 if ready else due_in), failed
 
     def drain(self) -> None:
@@ -368,14 +370,15 @@ class ShardDelivery:
             self._in_flight[lane] = (window, future)
         return False
 
-    def _collect(self) -> bool:
-        """Take the outcomes of the attempts that ended. True if one failed."""
-        failed = False
+    def _collect(self) -> tuple[bool, bool]:
+        """Take the outcomes of the attempts that ended: whether any did, and failed."""
+        ended = failed = False
         for lane, (window, future) in list(self._in_flight.items()):
             if future.done():
                 del self._in_flight[lane]
+                ended = True
                 failed |= self._apply(lane, window, future.result())
-        return failed
+        return ended, failed
 
     def _apply(self, lane: _Lane, window: list[_Pending], outcome: _Outcome) -> bool:
         """Mark what an attempt did; True if it failed."""
