@@ -110,7 +110,9 @@ BREAKAGES: dict[str, tuple[str, str, str, str]] = {
     "h3": (
         "_delivery.py",
         "            try:\n                on_failure(batch)\n            except Exception as exc:",
-        "            try:\n                self._consume(lane, count)\n                on_failure(batch)\n"
+        "            try:\n"
+        "                self._consume(lane, count)\n"
+        "                on_failure(batch)\n"
         "            except Exception as exc:",
         "records given up count as done before on_failure accepted them",
     ),
