@@ -279,7 +279,7 @@ class ShardCoordinator:
             if reader is None:
                 continue
             if shard_id in self._handovers:
-                self._hand_over(shard_id, self._handovers.pop(shard_id))
+                self._hand_over_when_settled(shard_id, self._handovers.pop(shard_id))
                 continue
             if shard_id in self._stale or reader.revoked:
                 if reader.revoked and self._member is not None:
@@ -676,7 +676,18 @@ class ShardCoordinator:
             if shard_id in self._in_flight:
                 self._handovers[shard_id] = taker  # once its step is done
             else:
-                self._hand_over(shard_id, taker)
+                self._hand_over_when_settled(shard_id, taker)
+
+    def _hand_over_when_settled(self, shard_id: str, taker: str) -> None:
+        """Hand over now, or once the shard's lanes are out of their handler calls: waited
+        for on the pool, as a step is, since this thread must go on heartbeating."""
+        reader = self._readers.get(shard_id)
+        if reader is None or not reader.busy:
+            self._hand_over(shard_id, taker)
+            return
+        self._handovers[shard_id] = taker
+        self._in_flight.add(shard_id)
+        self._pool.submit(reader.settle, functools.partial(self._step_done, shard_id))
 
     def _let_go(self, shard_id: str, now: float) -> None:
         """The shard's reader is out of date: rebuild it now, or once its step is done."""
@@ -752,6 +763,7 @@ class ShardCoordinator:
             if reader.revoked or (
                 self._member is not None and reader.shard_id not in self._member.held
             ):
+                reader.settle()  # its handler calls end before run() does
                 continue  # not this worker's to checkpoint
             if failed and self._clock() - began > FINAL_CHECKPOINT_BUDGET:
                 failed.append(reader.shard_id)  # the store is failing slowly: not tried

@@ -21,12 +21,13 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._errors import HandlerResultError, ReportedFailuresError
 from ._policies import Batching, BatchResult, FailedBatch, FailureReason, RetryPolicy
+from ._pool import WorkerPool
 from ._records import Record
 
 logger = logging.getLogger("ddbstreams")
@@ -79,10 +80,11 @@ class Delivery:
     def __init__(self, policy: DeliveryPolicy, max_shards: int) -> None:
         self.policy = policy
         self._max_shards = max_shards
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._threads: set[int] = set()
+        self._closed = False
         self._lock = threading.Lock()
 
     def check_stream(self, view_type: str | None) -> None:
@@ -94,11 +96,30 @@ class Delivery:
 
     def owns(self, thread: threading.Thread) -> bool:
         """True if a handler may be running on ``thread`` (a lane or the event loop)."""
-        return thread.ident in self._threads
+        pool = self._pool
+        return thread.ident in self._threads or (pool is not None and pool.owns(thread))
 
     def submit(self, attempt: Callable[[], _Outcome]) -> Future[_Outcome]:
-        """Run a plain attempt on a lane thread."""
-        return self._lane_pool().submit(attempt)
+        """Run a plain attempt on a lane thread (a daemon: a stuck handler cannot hold the
+        interpreter's exit)."""
+        future: Future[_Outcome] = Future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+        self._lane_pool().submit(attempt, done)
+        return future
+
+    def await_on_loop(self, awaitable: Any) -> Any:
+        """Await ``awaitable`` (an async ``on_failure``'s) on the consumer's event loop."""
+
+        async def run() -> Any:
+            return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(run(), self._event_loop()).result()
 
     def submit_async(
         self, attempt: Callable[[], Coroutine[Any, Any, _Outcome]]
@@ -110,26 +131,29 @@ class Delivery:
         with self._lock:
             pool, loop, thread = self._pool, self._loop, self._loop_thread
             self._pool = self._loop = self._loop_thread = None
+            self._closed = True
         if pool is not None:
-            pool.shutdown(wait=False)
+            pool.shutdown()
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5.0)
             if not thread.is_alive():
                 loop.close()
 
-    def _lane_pool(self) -> ThreadPoolExecutor:
+    def _lane_pool(self) -> WorkerPool:
         with self._lock:
+            self._check_open()
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.policy.parallelism * self._max_shards,
-                    thread_name_prefix=THREAD_NAME,
-                    initializer=self._register_thread,
-                )
+                self._pool = WorkerPool(self.policy.parallelism * self._max_shards, THREAD_NAME)
             return self._pool
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the consumer has stopped: no more handler calls")
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            self._check_open()
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 started = threading.Event()
@@ -235,6 +259,11 @@ class ShardDelivery:
     def pending(self) -> int:
         """Records fetched and not done yet."""
         return len(self._items)
+
+    @property
+    def in_flight(self) -> bool:
+        """True while some lane's handler call is running."""
+        return bool(self._in_flight)
 
     @property
     def failing(self) -> bool:
@@ -418,7 +447,7 @@ class ShardDelivery:
             try:
                 result = handler(item.record)
                 if result is not None:
-                    refuse_awaitable(handler, item.raw, result)
+                    check_record_result(handler, item.raw, result)
             except Exception as exc:
                 return _Outcome(index, exc)
         return _Outcome(len(window))
@@ -431,7 +460,9 @@ class ShardDelivery:
             if index and stopping():
                 return _Outcome(index)
             try:
-                await handler(item.record)
+                result = await handler(item.record)
+                if result is not None:
+                    check_record_result(handler, item.raw, result)
             except Exception as exc:
                 return _Outcome(index, exc)
         return _Outcome(len(window))
@@ -439,7 +470,7 @@ class ShardDelivery:
     def _batch(self, window: list[_Pending]) -> _Outcome:
         records = [item.record for item in window]
         try:
-            result = self._handler(records)
+            result = self._handler(list(records))  # a copy: the handler may change its list
             if result is not None:
                 refuse_awaitable(self._handler, window[0].raw, result)
         except Exception as exc:
@@ -449,7 +480,7 @@ class ShardDelivery:
     async def _batch_async(self, window: list[_Pending]) -> _Outcome:
         records = [item.record for item in window]
         try:
-            result = await self._handler(records)
+            result = await self._handler(list(records))
         except Exception as exc:
             return _Outcome(0, exc)
         return _judge(records, result)
@@ -512,7 +543,7 @@ class ShardDelivery:
 
     def _failed_batch(self, lane: _Lane, count: int, reason: FailureReason) -> FailedBatch:
         records = tuple(lane.todo[i].record for i in range(count))
-        error = lane.error if reason == "max_attempts" else None
+        error = lane.error  # also when records that failed then aged out
         return FailedBatch(
             records=records,
             reason=reason,
@@ -555,7 +586,9 @@ class ShardDelivery:
         else:
             assert callable(on_failure)
             try:
-                on_failure(batch)
+                accepted = on_failure(batch)
+                if inspect.isawaitable(accepted):  # an async destination
+                    self._delivery.await_on_loop(accepted)
             except Exception as exc:
                 lane.failures += 1
                 lane.retry_at = self._clock() + self._backoff(lane.failures)
@@ -585,6 +618,14 @@ def _judge(records: list[Record], result: object) -> _Outcome:
             HandlerResultError(
                 f"the batch handler returned a {type(result).__name__}; return None (every "
                 "record succeeded), a ddbstreams.BatchResult naming the failed records, or raise"
+            ),
+        )
+    if isinstance(result.failed, (Record, str, bytes)) or not isinstance(result.failed, Iterable):
+        return _Outcome(
+            0,
+            HandlerResultError(
+                "BatchResult.failed must be a list of records of the batch, not a "
+                f"{type(result.failed).__name__}: write BatchResult(failed=[record])"
             ),
         )
     if not result.failed:
@@ -638,6 +679,18 @@ def _bound(function: Callable[..., Any], *args: Any) -> Callable[[], Any]:
 def _qualified_name(cls: type) -> str:
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def check_record_result(handler: object, raw: dict[str, Any], result: object) -> None:
+    """What a record handler returned, when not None: an awaitable (never run) or a
+    ``BatchResult`` naming failures (meant for a batch handler) is a failure."""
+    if isinstance(result, BatchResult) and result.failed:
+        raise HandlerResultError(
+            f"the handler returned a BatchResult for record "
+            f"{raw.get('dynamodb', {}).get('SequenceNumber')}: a record handler fails a "
+            "record by raising; BatchResult is for batch handlers (batching=Batching(...))"
+        )
+    refuse_awaitable(handler, raw, result)
 
 
 def refuse_awaitable(handler: object, raw: dict[str, Any], result: object) -> None:

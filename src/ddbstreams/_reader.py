@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from ._checkpoints import Checkpoint, CheckpointStore
 from ._client import Interrupted, StreamsAPI
-from ._delivery import Delivery, ShardDelivery, refuse_awaitable
+from ._delivery import Delivery, ShardDelivery, check_record_result
 from ._errors import (
     CheckpointStoreError,
     EndpointUnreachableError,
@@ -255,6 +255,20 @@ class ShardReader:
                 self._take_done(self._policies)
             self._save_checkpoint()
 
+    @property
+    def busy(self) -> bool:
+        """True while a delivery-policy lane is in a handler call (past the last step)."""
+        return self._policies is not None and self._policies.in_flight
+
+    def settle(self) -> float:
+        """Wait for the delivery policies' handler calls in flight and take their outcome
+        (before a handover or a shutdown, off the scheduling thread); returns 0."""
+        with self._lock:
+            if self._policies is not None:
+                self._policies.drain()
+                self._take_done(self._policies)
+        return 0.0
+
     def _save_checkpoint(self) -> None:
         if self.delivered != self._checkpointed:
             self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered))
@@ -415,9 +429,9 @@ class ShardReader:
             )
         else:
             reason = (
-                f"the checkpointed record {after} of shard {self.shard_id} is older than the "
-                "24-hour retention, so records after it may have been trimmed before they "
-                "were read"
+                f"record {after} of shard {self.shard_id}, where reading resumes, is older "
+                "than the 24-hour retention, so records after it may have been trimmed "
+                "before they were read"
             )
         self._report_gap(reason, after, exc)
         self.delivered = self._latest_at = self._read_to = None
@@ -460,7 +474,7 @@ class ShardReader:
                 try:
                     result = handler(Record(raw, shard_id))
                     if result is not None:
-                        refuse_awaitable(handler, raw, result)
+                        check_record_result(handler, raw, result)
                 except Exception as exc:
                     self._handler_failed(raw, exc)
                     return False
