@@ -328,18 +328,19 @@ class GroupMember:
         live = self._live_workers(beats, now)
         self._forget_dead(beats, live, now)
         unfinished, self._unfinished = self._unfinished, False
-        if not self._must_read(beats, live, now):
-            if unfinished:  # go on from the last read: a take that fails says it changed
-                self._balance(list(self.leases_by_shard.values()), live, changes)
-            return changes
-        with self._mutex:
-            self._dirty = False  # a change made from here on is read at the next look
-        leases = self.table.leases(self.stream_arn)
-        self._read_at, self._read_live = now, live
-        self._read_changes = {worker: beat.changes for worker, beat in beats.items()}
-        self.full_reads += 1
-        self._learn(leases, changes)
-        self._balance(leases, live, changes)
+        if self._must_read(beats, live, now):
+            with self._mutex:
+                self._dirty = False  # a change made from here on is read at the next look
+            leases = self.table.leases(self.stream_arn)
+            self._read_at, self._read_live = now, live
+            self._read_changes = {worker: beat.changes for worker, beat in beats.items()}
+            self.full_reads += 1
+            self._learn(leases, changes)
+            self._balance(leases, live, changes)
+        elif unfinished:  # go on from the last read: a take that fails says it changed
+            self._balance(list(self.leases_by_shard.values()), live, changes)
+        if self._published != self._changes and self._clock() < self.fenced_until:
+            self._heartbeat(self._clock())  # tell the others now, not a look later
         return changes
 
     def release_all(self) -> None:
