@@ -196,9 +196,10 @@ class Slow:
     """A lease table whose takes each take 0.1 s of the fake clock (a busy host); its calls
     are logged in order."""
 
-    def __init__(self, table: DynamoDBCheckpointStore, clock: Clock) -> None:
+    def __init__(self, table: DynamoDBCheckpointStore, clock: Clock, cost: float = 0.1) -> None:
         self._table = table
         self._clock = clock
+        self._cost = cost
         self._lock = threading.Lock()
         self.log: list[str] = []
 
@@ -209,7 +210,7 @@ class Slow:
             with self._lock:
                 self.log.append(name)
                 if name == "take":
-                    self._clock.now += 0.1
+                    self._clock.now += self._cost
             return method(*args)
 
         return call
@@ -237,6 +238,24 @@ def test_a_tick_s_takes_are_bounded_in_time_so_heartbeats_stay_on_time(
     # (reads: one to register, one at each of the first two looks).
     last_take = len(slow.log) - slow.log[::-1].index("take")
     assert slow.log[:last_take].count("leases") == 3
+
+
+def test_takes_left_for_the_next_look_go_on_without_reading_the_table_again(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    clock = Clock()
+    slow = Slow(store, clock, cost=0.05)  # 40 takes a look (2 s), the others the next
+    a = GroupMember(slow, ARN, "a", lease_duration=6.0, clock=clock)  # type: ignore[arg-type]
+    a.register(shards(100))
+    for n in range(6):
+        store.heartbeat(ARN, "b", n, n)  # a live peer whose change counter moves every look
+        a.tick()
+        clock.now += a.tick_interval
+    assert held(store) == {"a": 50, None: 50}
+    first_take = slow.log.index("take")
+    last_take = len(slow.log) - slow.log[::-1].index("take")
+    assert slow.log[first_take:last_take].count("take") == 50
+    assert "leases" not in slow.log[first_take:last_take]  # was: a read at every look
 
 
 def test_a_long_dead_worker_s_heartbeat_item_is_deleted(store: DynamoDBCheckpointStore) -> None:

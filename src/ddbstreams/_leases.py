@@ -328,7 +328,7 @@ class GroupMember:
         live = self._live_workers(beats, now)
         self._forget_dead(beats, live, now)
         unfinished, self._unfinished = self._unfinished, False
-        if self._must_read(beats, live, now):
+        if self._must_read(beats, live, now, unfinished):
             with self._mutex:
                 self._dirty = False  # a change made from here on is read at the next look
             leases = self.table.leases(self.stream_arn)
@@ -409,12 +409,14 @@ class GroupMember:
         live.add(self.worker_id)
         return live
 
-    def _must_read(self, beats: dict[str, Heartbeat], live: set[str], now: float) -> bool:
+    def _must_read(
+        self, beats: dict[str, Heartbeat], live: set[str], now: float, unfinished: bool
+    ) -> bool:
         """Whether the lease table may have changed since this worker last read it."""
         if self._dirty or self._read_at is None or live != self._read_live:
             return True
-        if self._unfinished:
-            return False  # others' changes are read once this worker's work is done
+        if unfinished:
+            return False  # others' changes are read once this worker's takes are done
         if now - self._read_at >= FULL_READ_EVERY * self.lease_duration:
             return True
         return any(
