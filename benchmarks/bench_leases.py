@@ -5,11 +5,11 @@
 1. **Cost.** 1,000 idle shards (a StreamSimulator, read in-process with ``client=sim``)
    shared by 4 StreamConsumers in one process, with DynamoDBCheckpointStores at
    lease_duration=10 on a local endpoint. Every lease-table request is counted by operation
-   (each store's boto3 client is wrapped) over a steady-state window that begins once the
-   group is balanced: writes (PutItem, UpdateItem, DeleteItem) per second, reads (GetItem,
-   Query) per second and items read per second; next to a KCL-style model on the same run
-   (every lease renewed by a conditional write every lease_duration / 3:
-   shards / (lease_duration / 3) writes per second).
+   (each store's boto3 client is wrapped) over a steady-state window that begins ``--settle``
+   seconds (10) after the group is balanced: writes (PutItem, UpdateItem, DeleteItem) per
+   second, reads (GetItem, Query) per second and items read per second; next to a
+   KCL-style model on the same run (every lease renewed by a conditional write every
+   lease_duration / 3: shards / (lease_duration / 3) writes per second).
 2. **Failover and handover.** 4 worker PROCESSES (tests/group_worker.py) read a stream served
    over HTTP (SimulatorServer). A worker is SIGKILLed (failover) or SIGTERMed (a graceful
    stop, as ``stop()``); right after, one record is written to each of its shards; the time
@@ -201,7 +201,11 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
             lambda: balanced(watcher, sim.stream_arn, set(names)), args.join_timeout, "balance"
         )
         joined, joined_purposes, _ = counts.snapshot()
-        print(f"cost: balanced after {join_seconds:.1f}s; counting for {args.window:.0f}s")
+        print(
+            f"cost: balanced after {join_seconds:.1f}s; counting for {args.window:.0f}s "
+            f"from {args.settle:.0f}s later"
+        )
+        time.sleep(args.settle)  # the last reads of the join (changes told, then read)
         before, before_purposes, before_items = counts.snapshot()
         window_began = time.monotonic()
         time.sleep(args.window)  # the measuring window itself
@@ -221,6 +225,7 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "workers": args.workers,
         "lease_duration": lease_duration,
         "window_seconds": round(window, 1),
+        "settle_seconds": args.settle,
         "join_seconds": round(join_seconds, 1),
         "start_to_balance_requests": dict(joined),
         "start_to_balance_writes_by_purpose": dict(joined_purposes),
@@ -418,6 +423,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--lease-duration", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=60.0, help="steady-state seconds")
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds from balance to the window"
+    )
     parser.add_argument("--join-timeout", type=float, default=300.0)
     parser.add_argument("--move-shards", type=int, default=40, help="shards, failover runs")
     parser.add_argument("--move-leases", default="2,10", help="lease durations, failover runs")

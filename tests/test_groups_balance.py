@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from ddbstreams import Checkpoint, DynamoDBCheckpointStore
+from ddbstreams._leases import FencedCheckpoints
 from ddbstreams.testing import LocalEndpoint
 from test_groups import ARN, Clock, held, members, new_store, settle, shards
 
@@ -45,13 +46,13 @@ def test_an_ask_for_a_lease_that_finished_does_not_hold_the_asker_below_its_shar
     give(store, "b", range(0, 5))
     give(store, "c", range(5, 8))
     give(store, "a", range(8, 10))
-    for member in (a, b, c):  # a holds 2 of 10: it asks b for one lease
+    for member in (a, b, c, a):  # a holds 2 of 10: it asks b for one lease (second look)
         member.tick()
     (asked,) = [lease for lease in store.leases(ARN) if lease.handover_to == "a"]
     epoch = b.epoch_of(asked.shard_id)
     assert epoch is not None
     # b reads that shard to its end before its next look: nothing left to hand over.
-    store.save_fenced(ARN, asked.shard_id, Checkpoint("7", finished=True), "b", epoch)
+    FencedCheckpoints(store, b).save(ARN, asked.shard_id, Checkpoint("7", finished=True))
     clock.now += 1.0
     settle([a, b, c], clock)
     assert shares(store) == [3, 3, 3]  # was [2, 3, 4]: a waited for that lease forever

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ddbstreams import DynamoDBCheckpointStore
-from ddbstreams._leases import GroupMember
+from ddbstreams._leases import GroupMember, Heartbeat
 from ddbstreams.testing import LocalEndpoint
 from test_groups import ARN, Clock, held, members, new_store, shards
 
@@ -38,7 +38,7 @@ class Watched:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._table, name)
 
-    def heartbeats(self, stream_arn: str) -> dict[str, int]:
+    def heartbeats(self, stream_arn: str) -> dict[str, Heartbeat]:
         assert self.member is not None
         self.held_after_heartbeat.append(self.member.holds("shardId-0000"))
         return self._table.heartbeats(stream_arn)
@@ -54,6 +54,7 @@ def test_a_worker_back_from_a_pause_holds_nothing_before_it_has_read_the_leases(
     (taker,) = members(store, clock, "taker")
     zombie.register(shards(1))
     zombie.tick()
+    zombie.tick()  # takes wait for a second look
     taker.tick()
     assert zombie.holds("shardId-0000") and held(store) == {"zombie": 1}
     clock.now += 4.0  # the zombie is paused: no tick, no heartbeat

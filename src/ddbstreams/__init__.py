@@ -41,7 +41,7 @@ from ._errors import (
     TrimmedDataError,
 )
 from ._health import Health
-from ._leases import Lease, LeaseLostError, LeaseTable
+from ._leases import Heartbeat, Lease, LeaseLostError, LeaseTable
 from ._policies import Batching, BatchResult, FailedBatch, RetryPolicy
 from ._reader import TrimmedDataGap
 from ._records import Record
@@ -70,6 +70,7 @@ __all__ = [
     "FailedBatchFormatError",
     "HandlerResultError",
     "Health",
+    "Heartbeat",
     "InMemoryCheckpointStore",
     "Lease",
     "LeaseLostError",

@@ -740,6 +740,7 @@ class ShardCoordinator:
             handed = self._member.handed_over(shard_id, taker)
         except CheckpointStoreError as exc:
             logger.warning("shard %s: handover to %s failed: %s", shard_id, taker, exc)
+            self._member.handover_failed(shard_id)  # tried again at its next look
             return
         logger.info("shard %s: handed over to %s (%s)", shard_id, taker, handed)
         self._refresh(shard_id, self._clock())

@@ -14,7 +14,9 @@ DynamoDB's string comparison orders it as a number), ``finished`` (BOOL), ``begu
 ``handover_to`` (a worker asking for the lease),
 ``updated_at`` (N, informational only: no decision reads another host's clock).
 
-A heartbeat item: ``worker_id``, ``beat`` (N, a counter), ``updated_at`` (informational).
+A heartbeat item: ``worker_id``, ``beat`` (N, a counter), ``changes`` (N, how many lease
+changes the worker made: the others read the leases again when it moves), ``updated_at``
+(informational).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ._checkpoints import Checkpoint
 from ._errors import CheckpointStoreError, ConfigurationError
-from ._leases import Lease, LeaseLostError
+from ._leases import Heartbeat, Lease, LeaseLostError
 from ._lineage import ShardInfo
 
 _SEQUENCE_DIGITS = 40
@@ -252,7 +254,7 @@ class DynamoDBCheckpointStore:
 
     # ------------------------------------------------------------------ LeaseTable
 
-    def heartbeat(self, stream_arn: str, worker_id: str, beat: int) -> None:
+    def heartbeat(self, stream_arn: str, worker_id: str, beat: int, changes: int = 0) -> None:
         self._call(
             "heartbeat",
             self._db.put_item,
@@ -261,13 +263,16 @@ class DynamoDBCheckpointStore:
                 **self._key(stream_arn, f"worker|{worker_id}"),
                 "worker_id": {"S": worker_id},
                 "beat": {"N": str(beat)},
+                "changes": {"N": str(changes)},
                 "updated_at": {"N": repr(time.time())},
             },
         )
 
-    def heartbeats(self, stream_arn: str) -> dict[str, int]:
+    def heartbeats(self, stream_arn: str) -> dict[str, Heartbeat]:
         return {
-            item["worker_id"]["S"]: int(item["beat"]["N"])
+            item["worker_id"]["S"]: Heartbeat(
+                int(item["beat"]["N"]), int(item.get("changes", {}).get("N", "0"))
+            )
             for item in self._query(stream_arn, "worker|")
         }
 

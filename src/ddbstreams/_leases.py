@@ -6,15 +6,22 @@ The model (docs: "Running many workers"):
   own every ``lease_duration / 3`` seconds. A worker is dead when, by the *observer's own
   clock*, its counter has not moved for ``lease_duration``; no clock of another host is
   ever compared with ours.
+- **So does looking at the group.** The heartbeat item also carries a counter of the lease
+  changes its worker made. Each worker reads every heartbeat item about once a second, and
+  the whole lease table only when some counter moved, the live workers changed, it has a
+  change of its own to learn from, or every few lease durations as a safety net.
 - **A lease changes only when its owner changes.** Every change of owner bumps the lease's
   ``epoch``; every checkpoint write is conditional on (owner, epoch), so a worker that lost
   a lease can never move its checkpoint (fencing).
 - **Self-fencing.** A worker whose heartbeats have failed for two thirds of
   ``lease_duration`` stops delivering before anyone may take its shards.
 - **Balance without thrash.** Free leases and those of dead workers are taken first, up to
-  ⌈S/W⌉. A worker holding fewer than ⌈S/W⌉ asks a worker holding at least two more than
-  itself (and more than ⌊S/W⌋) for a lease; the owner finishes its in-flight record,
-  checkpoints and hands the lease over. A group ends within one, then moves nothing.
+  ⌈S/W⌉, from the second look on (workers started together have seen each other by then),
+  each worker first taking those it ranks first (rendezvous hashing), a few at a time and
+  for a bounded time per look. A worker holding fewer than ⌈S/W⌉ asks a worker holding at
+  least two more than itself (and more than ⌊S/W⌋) for a lease; the owner finishes its
+  in-flight record, checkpoints and hands the lease over. A group ends within one, then
+  moves nothing.
 - **Lineage.** A shard is leased only once its parent's lease is finished (or the parent is
   no longer in the table), whoever read the parent.
 
@@ -24,15 +31,18 @@ through a :class:`LeaseTable`, so a test can step it with a fake clock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar, runtime_checkable
 
 from ._checkpoints import Checkpoint
 from ._errors import CheckpointStoreError
@@ -73,6 +83,16 @@ class Lease:
         return Checkpoint(self.checkpoint, self.finished, self.latest_at, self.begun_at)
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """A worker's heartbeat item: ``beat`` grows at every heartbeat; ``changes`` counts the
+    lease changes the worker made (takes, asks, handovers, releases, finished shards, new
+    leases), so that the others read the lease table again only when it moved."""
+
+    beat: int
+    changes: int = 0
+
+
 @runtime_checkable
 class LeaseTable(Protocol):
     """What a checkpoint store must also do for a consumer group (a DynamoDB table, or any
@@ -82,16 +102,16 @@ class LeaseTable(Protocol):
     return False (never raise) when their condition does not hold.
     """
 
-    def heartbeat(self, stream_arn: str, worker_id: str, beat: int) -> None:
-        """Store this worker's heartbeat counter (one item per worker)."""
+    def heartbeat(self, stream_arn: str, worker_id: str, beat: int, changes: int) -> None:
+        """Store this worker's heartbeat counter and change counter (one item per worker)."""
         ...
 
-    def heartbeats(self, stream_arn: str) -> dict[str, int]:
-        """Every worker's heartbeat counter, by worker id."""
+    def heartbeats(self, stream_arn: str) -> dict[str, Heartbeat]:
+        """Every worker's heartbeat item, by worker id."""
         ...
 
     def remove_worker(self, stream_arn: str, worker_id: str) -> None:
-        """Delete this worker's heartbeat item (a graceful stop)."""
+        """Delete this worker's heartbeat item (a graceful stop, or a long-dead worker)."""
         ...
 
     def leases(self, stream_arn: str) -> list[Lease]:
@@ -130,6 +150,22 @@ class LeaseTable(Protocol):
 
 
 Hook = Callable[[str], object]
+_T = TypeVar("_T")
+
+# A worker looks at the group's heartbeat items (one small item per worker) this often at
+# most, so that a graceful stop is noticed within a second; it heartbeats every third of
+# lease_duration, and reads the whole lease table only when something changed.
+LOOK_INTERVAL = 1.0
+# Without any sign of a change, the whole lease table is read again this often (in lease
+# durations): a safety net for a change no counter told of (an operator's edit).
+FULL_READ_EVERY = 6
+# Takes and asks of one look stop after this share of lease_duration (the rest wait for the
+# next look, which goes on from what this worker read last); a heartbeat falls due meanwhile
+# is written between two batches, so that heartbeats stay on time whatever the shard count.
+WRITE_BUDGET = 1 / 3
+CONCURRENT_WRITES = 8  # lease writes of one look in flight at once
+REGISTER_CHUNK = 100  # new leases written between two looks at which ones exist already
+FORGET_DEAD_AFTER = 3  # lease durations: the heartbeat item of a worker dead that long goes
 
 
 @dataclass
@@ -144,9 +180,14 @@ class GroupChanges:
 class GroupMember:
     """One worker of a consumer group: heartbeats, liveness, the leases it holds.
 
-    ``tick()`` is called every ``lease_duration / 3`` seconds; between ticks,
+    ``tick()`` is called every :attr:`tick_interval` seconds; between ticks,
     :meth:`holds` answers "may I read this shard?" and :attr:`fenced_until` says until
     when delivering is safe without a newer heartbeat.
+
+    A tick reads every worker's heartbeat item (O(workers)); it reads the whole lease table
+    (O(shards)) only when some worker's change counter moved, the live workers changed, this
+    worker has something to finish or was told of a change (a lease lost, a shard finished,
+    new shards), or :data:`FULL_READ_EVERY` lease durations passed.
     """
 
     def __init__(
@@ -165,6 +206,7 @@ class GroupMember:
         self._clock = clock
         self._beat = 0
         self._last_beat_ok: float | None = None
+        self._last_beat_try: float | None = None
         self._seen: dict[str, tuple[int, float]] = {}  # worker -> (counter, when it moved)
         self.held: dict[str, int] = {}  # shard id -> epoch
         self.finished: set[str] = set()
@@ -172,10 +214,22 @@ class GroupMember:
         self.leases_by_shard: dict[str, Lease] = {}
         self.asked: set[str] = set()  # shards whose handover this worker asked for
         self.handing_over: set[str] = set()  # shards this worker is giving to an asker
+        # What tells this worker to read the lease table again:
+        self._mutex = threading.Lock()
+        self._changes = 0  # lease changes this worker made (published with its heartbeat)
+        self._published = -1  # the change count its last heartbeat carried
+        self._dirty = True  # something changed that this worker has not read
+        self._unfinished = False  # takes or asks left for the next look
+        self._looks = 0  # reads of the heartbeats
+        self._read_at: float | None = None  # the last full read of the lease table
+        self._read_changes: dict[str, int] = {}  # others' change counters at that read
+        self._read_live: set[str] = set()  # the live workers at that read
+        self.full_reads = 0
+        self._writer: ThreadPoolExecutor | None = None
 
     @property
     def tick_interval(self) -> float:
-        return self.lease_duration / 3
+        return min(self.lease_duration / 3, LOOK_INTERVAL)
 
     @property
     def fenced_until(self) -> float:
@@ -204,12 +258,51 @@ class GroupMember:
         return shard_id in self.finished
 
     def register(self, shards: Sequence[ShardInfo]) -> None:
-        """Shards found by discovery get a (free) lease if they have none."""
-        if shards:
-            self.table.add_leases(self.stream_arn, shards)
+        """Shards found by discovery get a (free) lease if they have none.
+
+        Only leases missing from the table are written, in an order of this worker's own
+        (so that workers starting together mostly write different ones), a chunk at a time
+        with a look at the table in between."""
+        if not shards:
+            return
+        if self._beat == 0:
+            self._heartbeat(self._clock())  # peers see this worker while it registers
+        if self._read_at is None:
+            known = {lease.shard_id for lease in self.table.leases(self.stream_arn)}
+        else:
+            known = set(self.leases_by_shard)
+        missing = sorted(
+            (shard for shard in shards if shard.shard_id not in known),
+            key=lambda shard: self._rank(shard.shard_id),
+        )
+        while missing:
+            chunk, missing = missing[:REGISTER_CHUNK], missing[REGISTER_CHUNK:]
+            self._concurrently(lambda shard: self.table.add_leases(self.stream_arn, [shard]), chunk)
+            if missing:
+                known = {lease.shard_id for lease in self.table.leases(self.stream_arn)}
+                missing = [shard for shard in missing if shard.shard_id not in known]
+            self.note_change()
+
+    def note_change(self) -> None:
+        """This worker changed the lease table (or learnt that it changed): publish its
+        change counter at the next tick, and read the table again then."""
+        with self._mutex:
+            self._changes += 1
+            self._dirty = True
+
+    def _bump(self) -> None:
+        """A change this worker made and knows the outcome of: publish it, no need to read."""
+        with self._mutex:
+            self._changes += 1
+
+    def note_finished(self, shard_id: str) -> None:
+        """A shard this worker read was checkpointed finished: its children may be leased."""
+        self.finished.add(shard_id)
+        self.note_change()
 
     def tick(self) -> GroupChanges:
-        """Heartbeat, look at the group, take / ask for / notice the loss of leases."""
+        """Heartbeat when due, look at the group; read the lease table when something
+        changed, then take / ask for / notice the loss of leases."""
         changes = GroupChanges()
         now = self._clock()
         if now >= self.fenced_until and self.held:
@@ -225,18 +318,29 @@ class GroupMember:
             )
             changes.lost.extend(self.held)
             self.held.clear()
-        self._beat += 1
-        try:
-            self.table.heartbeat(self.stream_arn, self.worker_id, self._beat)
-            self._last_beat_ok = now
-        except CheckpointStoreError as exc:
-            logger.warning("worker %s: heartbeat failed: %s", self.worker_id, exc)
+            self._stale()
+        if self._beat_due(now):
+            self._heartbeat(now)
         if now >= self.fenced_until:  # the heartbeat failed too: nothing is safe to read
             return changes
-        live = self._live_workers(self.table.heartbeats(self.stream_arn), now)
-        leases = self.table.leases(self.stream_arn)
-        self._learn(leases, changes)
-        self._balance(leases, live, changes)
+        beats = self.table.heartbeats(self.stream_arn)
+        self._looks += 1
+        live = self._live_workers(beats, now)
+        self._forget_dead(beats, live, now)
+        unfinished, self._unfinished = self._unfinished, False
+        if self._must_read(beats, live, now, unfinished):
+            with self._mutex:
+                self._dirty = False  # a change made from here on is read at the next look
+            leases = self.table.leases(self.stream_arn)
+            self._read_at, self._read_live = now, live
+            self._read_changes = {worker: beat.changes for worker, beat in beats.items()}
+            self.full_reads += 1
+            self._learn(leases, changes)
+            self._balance(leases, live, changes)
+        elif unfinished:  # go on from the last read: a take that fails says it changed
+            self._balance(list(self.leases_by_shard.values()), live, changes)
+        if self._published != self._changes and self._clock() < self.fenced_until:
+            self._heartbeat(self._clock())  # tell the others now, not a look later
         return changes
 
     def release_all(self) -> None:
@@ -247,10 +351,14 @@ class GroupMember:
             self.table.hand_over(self.stream_arn, shard_id, epoch, self.worker_id, to)
         self.held.clear()
         self.table.remove_worker(self.stream_arn, self.worker_id)
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
 
     def drop(self, shard_id: str) -> None:
         """Stop counting a lease as held: a checkpoint write found it lost."""
         self.held.pop(shard_id, None)
+        with self._mutex:
+            self._dirty = True
 
     def handed_over(self, shard_id: str, to: str | None) -> bool:
         """Give one held lease to ``to`` (after its reader stopped and checkpointed)."""
@@ -258,21 +366,81 @@ class GroupMember:
         epoch = self.held.pop(shard_id, None)
         if epoch is None:
             return False
-        return self.table.hand_over(self.stream_arn, shard_id, epoch, self.worker_id, to)
+        handed = self.table.hand_over(self.stream_arn, shard_id, epoch, self.worker_id, to)
+        self.note_change()
+        return handed
 
-    # ------------------------------------------------------------------ decisions
+    def handover_failed(self, shard_id: str) -> None:
+        """A handover could not be carried out (its checkpoint failed): ask again later."""
+        self.handing_over.discard(shard_id)
+        with self._mutex:
+            self._dirty = True
 
-    def _live_workers(self, beats: dict[str, int], now: float) -> set[str]:
-        for worker, counter in beats.items():
+    # ------------------------------------------------------------------ heartbeats
+
+    def _beat_due(self, now: float, *, to_tell: bool = True) -> bool:
+        """A heartbeat every third of lease_duration at most (ticks come every look), and
+        at once when this worker has changes to tell."""
+        if self._last_beat_try is None or (to_tell and self._published != self._changes):
+            return True
+        return now - self._last_beat_try >= self.lease_duration / 3 - self.tick_interval / 2
+
+    def _heartbeat(self, now: float) -> None:
+        self._beat += 1
+        self._last_beat_try = now
+        changes = self._changes
+        try:
+            self.table.heartbeat(self.stream_arn, self.worker_id, self._beat, changes)
+        except CheckpointStoreError as exc:
+            logger.warning("worker %s: heartbeat failed: %s", self.worker_id, exc)
+            return
+        self._last_beat_ok = now
+        self._published = changes
+
+    def _live_workers(self, beats: dict[str, Heartbeat], now: float) -> set[str]:
+        for worker, heartbeat in beats.items():
             seen = self._seen.get(worker)
-            if seen is None or seen[0] != counter:
-                self._seen[worker] = (counter, now)
+            if seen is None or seen[0] != heartbeat.beat:
+                self._seen[worker] = (heartbeat.beat, now)
         for worker in list(self._seen):
             if worker not in beats:
                 del self._seen[worker]
         live = {w for w, (_, moved) in self._seen.items() if now - moved < self.lease_duration}
         live.add(self.worker_id)
         return live
+
+    def _must_read(
+        self, beats: dict[str, Heartbeat], live: set[str], now: float, unfinished: bool
+    ) -> bool:
+        """Whether the lease table may have changed since this worker last read it."""
+        if self._dirty or self._read_at is None or live != self._read_live:
+            return True
+        if unfinished:
+            return False  # others' changes are read once this worker's takes are done
+        if now - self._read_at >= FULL_READ_EVERY * self.lease_duration:
+            return True
+        return any(
+            self._read_changes.get(worker) != beat.changes
+            for worker, beat in beats.items()
+            if worker != self.worker_id
+        )
+
+    def _forget_dead(self, beats: dict[str, Heartbeat], live: set[str], now: float) -> None:
+        """Delete the heartbeat items of workers dead for a while that hold no lease, so
+        that the heartbeats read stay O(live workers). The first live worker does it."""
+        if min(live) != self.worker_id:
+            return
+        owners = {lease.owner for lease in self.leases_by_shard.values() if not lease.finished}
+        for worker in beats:
+            moved = self._seen.get(worker, (0, now))[1]
+            if worker in owners or now - moved < FORGET_DEAD_AFTER * self.lease_duration:
+                continue
+            try:
+                self.table.remove_worker(self.stream_arn, worker)
+            except CheckpointStoreError as exc:
+                logger.debug("could not forget worker %s: %s", worker, exc)
+
+    # ------------------------------------------------------------------ decisions
 
     def _learn(self, leases: list[Lease], changes: GroupChanges) -> None:
         self.leases_by_shard = {lease.shard_id: lease for lease in leases}
@@ -312,24 +480,53 @@ class GroupMember:
             or (bool(self.listed) and parent not in self.listed)
         )
 
+    def _rank(self, shard_id: str, worker_id: str | None = None) -> bytes:
+        """A worker's own pseudo-random order of shards (rendezvous hashing)."""
+        key = f"{worker_id or self.worker_id}|{shard_id}".encode()
+        return hashlib.blake2b(key, digest_size=8).digest()
+
     def _balance(self, leases: list[Lease], live: set[str], changes: GroupChanges) -> None:
         readable = [lease for lease in leases if self._readable(lease)]
         if not readable:
             return
+        if self._looks < 2:
+            # Workers started together see each other only at their second look: taking
+            # before it would take up to every shard, and most would move again.
+            with self._mutex:
+                self._dirty = True
+            return
         workers = len(live)
         floor_share, ceil_share = len(readable) // workers, -(-len(readable) // workers)
         mine = len(self.held)
-        # Free leases and those of dead workers first, up to the ceiling.
-        for lease in sorted(readable, key=lambda lease: lease.shard_id):
-            if mine >= ceil_share:
-                break
-            takeable = lease.owner is None or lease.owner not in live
-            if takeable and self.table.take(self.stream_arn, lease, self.worker_id):
+        deadline = self._clock() + WRITE_BUDGET * self.lease_duration
+        # Free leases and those of dead workers first, up to the ceiling: first those this
+        # worker ranks above every live worker, so that workers starting together mostly
+        # take different ones.
+        takeable = [lease for lease in readable if lease.owner is None or lease.owner not in live]
+        peers = sorted(live)
+        takeable.sort(
+            key=lambda lease: (
+                max(peers, key=lambda w: self._rank(lease.shard_id, w)) != self.worker_id,
+                self._rank(lease.shard_id),
+            )
+        )
+        wanted = takeable[: max(0, ceil_share - mine)]
+        done = self._concurrently(
+            lambda lease: self.table.take(self.stream_arn, lease, self.worker_id),
+            wanted,
+            deadline,
+        )
+        for lease, taken in done:
+            if taken:
                 self.held[lease.shard_id] = lease.epoch + 1
-                changes.gained.append(_owned(lease, self.worker_id))
+                self.leases_by_shard[lease.shard_id] = _owned(lease, self.worker_id)
+                changes.gained.append(self.leases_by_shard[lease.shard_id])
                 mine += 1
-        if mine >= ceil_share:
-            return
+                self._bump()
+            else:
+                self._stale()  # another worker took it first
+        if mine >= ceil_share or len(done) < len(wanted) or not all(t for _, t in done):
+            return  # full, or takes left for the next look: ask nothing meanwhile
         # Then ask live workers holding at least two more than this one: under the ceiling
         # (not only under the floor), or [4, 2, 2] of 8 shards would never move.
         counts: dict[str, list[Lease]] = {}
@@ -337,20 +534,68 @@ class GroupMember:
             if lease.owner in live and lease.owner != self.worker_id:
                 counts.setdefault(lease.owner, []).append(lease)
         pending = len(self.asked)
+        asks: list[Lease] = []
         for _owner, owned in sorted(counts.items(), key=lambda item: -len(item[1])):
             given = 0
             for lease in sorted(owned, key=lambda lease: lease.shard_id):
                 if mine + pending >= ceil_share:
-                    return
+                    break
                 left = len(owned) - given
                 if left <= floor_share or left <= mine + pending + 1:
                     break  # never below its fair share, never to end up above it
-                if lease.handover_to is None and self.table.ask_handover(
-                    self.stream_arn, lease, self.worker_id
-                ):
-                    self.asked.add(lease.shard_id)
+                if lease.handover_to is None:
+                    asks.append(lease)
                     pending += 1
                     given += 1
+        for lease, asked in self._concurrently(
+            lambda lease: self.table.ask_handover(self.stream_arn, lease, self.worker_id),
+            asks,
+            deadline,
+        ):
+            if asked:
+                self.asked.add(lease.shard_id)
+                self.leases_by_shard[lease.shard_id] = replace(lease, handover_to=self.worker_id)
+                self._bump()
+            else:
+                self._stale()
+
+    def _stale(self) -> None:
+        """A conditional write failed, or work was left for later: read again next look."""
+        with self._mutex:
+            self._dirty = True
+
+    def _concurrently(
+        self,
+        write: Callable[[_T], object],
+        items: Sequence[_T],
+        deadline: float = math.inf,
+    ) -> list[tuple[_T, object]]:
+        """Lease writes, a few at a time, until ``deadline`` (our clock); each item with its
+        result, in order; what the deadline left out is not written (the next look will)."""
+        done: list[tuple[_T, object]] = []
+        for start in range(0, len(items), CONCURRENT_WRITES):
+            now = self._clock()
+            if now >= deadline or now >= self.fenced_until:
+                self._unfinished = True
+                break
+            if start and self._beat_due(now, to_tell=False):
+                self._heartbeat(now)
+            batch = items[start : start + CONCURRENT_WRITES]
+            if len(batch) == 1:
+                try:
+                    done.append((batch[0], write(batch[0])))
+                except BaseException:
+                    self._stale()
+                    raise
+                continue
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(CONCURRENT_WRITES, "ddbstreams-lease-write")
+            try:
+                done.extend(zip(batch, list(self._writer.map(write, batch)), strict=True))
+            except BaseException:
+                self.note_change()  # some of the batch may have been written: read again
+                raise
+        return done
 
 
 def _owned(lease: Lease, worker_id: str) -> Lease:
@@ -389,11 +634,14 @@ class FencedCheckpoints:
                 "right now; the checkpoint was not written"
             )
         self._table.save_fenced(stream_arn, shard_id, checkpoint, self._member.worker_id, epoch)
+        if checkpoint.finished:  # its children may be leased: every worker reads again
+            self._member.note_finished(shard_id)
 
     def delete(self, stream_arn: str, shard_ids: Iterable[str]) -> None:
         delete = getattr(self._table, "delete", None)
         if delete is not None:
             delete(stream_arn, list(shard_ids))
+            self._member.note_change()
 
 
 def default_worker_id() -> str:
