@@ -175,24 +175,25 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         lease_duration=lease_duration,
         client=boto3.client("dynamodb", **server.client_kwargs()),
     )
-    consumers = []
-    names = [f"worker-{n}" for n in range(args.workers)]
-    for name in names:
+
+    def worker(name: str) -> StreamConsumer:
         store = DynamoDBCheckpointStore(
             table,
             lease_duration=lease_duration,
             client=CountingClient(boto3.client("dynamodb", **server.client_kwargs()), counts),
         )
-        consumers.append(
-            StreamConsumer(
-                lambda record: None,
-                stream_arn=sim.stream_arn,
-                client=sim,
-                checkpoint_store=store,
-                settings=ConsumerSettings(),  # the defaults: poll 0.25 s, idle up to 1 s
-                worker_id=name,
-            )
+        return StreamConsumer(
+            lambda record: None,
+            stream_arn=sim.stream_arn,
+            client=sim,
+            checkpoint_store=store,
+            settings=ConsumerSettings(),  # the defaults: poll 0.25 s, idle up to 1 s
+            worker_id=name,
         )
+
+    names = [f"worker-{n}" for n in range(args.workers)]
+    consumers = [worker(name) for name in names]
+    late_join: dict[str, Any] = {}
     started = time.monotonic()
     for consumer in consumers:
         consumer.start()
@@ -213,6 +214,10 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         window = time.monotonic() - window_began
         still_balanced = balanced(watcher, sim.stream_arn, set(names))
         epochs = sorted({lease.epoch for lease in watcher.leases(sim.stream_arn)})
+        if args.late_join:
+            late_join = join_one_more(
+                args, watcher, sim.stream_arn, names, consumers, worker, counts
+            )
     finally:
         for consumer in consumers:
             consumer.stop(timeout=30)
@@ -238,6 +243,7 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "balanced_at_end": still_balanced,
         "lease_epochs_at_end": epochs,
         "seconds_total": round(time.monotonic() - started, 1),
+        "late_join": late_join,
     }
     print(
         f"cost: {args.shards} shards / {args.workers} workers at lease_duration="
@@ -245,6 +251,43 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         f"(KCL-style model: {kcl:.0f}/s), {result['read_requests_per_second']} read "
         f"requests/s, {result['read_items_per_second']} items read/s; by purpose "
         f"{result['steady_writes_by_purpose']}"
+    )
+    return result
+
+
+def join_one_more(
+    args: argparse.Namespace,
+    watcher: DynamoDBCheckpointStore,
+    arn: str,
+    names: list[str],
+    consumers: list[StreamConsumer],
+    worker: Callable[[str], StreamConsumer],
+    counts: Counts,
+) -> dict[str, Any]:
+    """One more worker joins the balanced group: how long until balance, and at what cost."""
+    owners_before = {lease.shard_id: lease.owner for lease in watcher.leases(arn)}
+    before, before_purposes, _ = counts.snapshot()
+    newcomer = f"worker-{len(names)}"
+    consumers.append(worker(newcomer))
+    consumers[-1].start()
+    seconds = wait_until(
+        lambda: balanced(watcher, arn, {*names, newcomer}), args.join_timeout, "late join"
+    )
+    after, after_purposes, _ = counts.snapshot()
+    owners_after = {lease.shard_id: lease.owner for lease in watcher.leases(arn)}
+    moved = sum(owners_before.get(shard) != owner for shard, owner in owners_after.items())
+    requests = after - before
+    result = {
+        "seconds": round(seconds, 1),
+        "lease_durations": round(seconds / args.lease_duration, 2),
+        "leases_moved": moved,
+        "writes": sum(requests[op] for op in WRITES),
+        "writes_by_purpose": dict(after_purposes - before_purposes),
+    }
+    print(
+        f"late join: worker {len(names) + 1} joined {len(names)} balanced workers: balanced "
+        f"after {seconds:.1f}s ({result['lease_durations']} lease durations), "
+        f"{moved} leases moved, {result['writes']} writes"
     )
     return result
 
@@ -432,6 +475,12 @@ def main() -> None:
     parser.add_argument("--tries", type=int, default=10)
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--skip-moves", action="store_true")
+    parser.add_argument(
+        "--no-late-join",
+        dest="late_join",
+        action="store_false",
+        help="skip one more worker joining the balanced group after the cost window",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "server": args.server,

@@ -449,12 +449,24 @@ def duplicates(deliveries: list[Delivery]) -> list[Delivery]:
     return again
 
 
-def tail(path_stem: Path) -> str:
+def exit_code(group: Group, name: str, timeout: float) -> int:
+    """The worker's exit code; a worker still running after ``timeout`` fails the test
+    with the end of its log (what it was doing)."""
+    try:
+        return group.processes[name].wait(timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"{name} still running {timeout}s after the signal; its log ends: "
+            f"{tail(group.workdir / name, 20)}"
+        )
+
+
+def tail(path_stem: Path, count: int = 8) -> str:
     try:
         lines = Path(f"{path_stem}.stderr").read_text(errors="replace").splitlines()
     except OSError:
         return "(no stderr)"
-    return " | ".join(lines[-8:])
+    return " | ".join(lines[-count:])
 
 
 def wait_until(
@@ -522,7 +534,7 @@ def test_workers_join_balance_and_a_sigterm_hands_everything_on_without_duplicat
     wait_reading(group, "w1")
     stopped_at = time.monotonic()
     group.signal("w1", signal.SIGTERM)
-    assert group.processes["w1"].wait(10) == 0, tail(group.workdir / "w1")
+    assert exit_code(group, "w1", 10) == 0, tail(group.workdir / "w1")
     survivors = workers - {"w1"}
     group.wait_balanced(survivors, timeout=10)
     moved = time.monotonic() - stopped_at
