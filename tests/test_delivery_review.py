@@ -29,6 +29,7 @@ from ddbstreams import (
 )
 from ddbstreams.testing import LocalEndpoint, StreamSimulator
 from test_delivery import WAIT, Until, item, numbers, run_until
+from test_groups import Atomic
 
 HERE = Path(__file__).parent
 
@@ -172,26 +173,6 @@ def test_a_healthy_consumer_with_lanes_stops_cleanly_at_interpreter_exit() -> No
     assert "stopped on an error" not in done.stderr, done.stderr[-2000:]
 
 
-class _OneCallAtATime:
-    """moto's conditional writes are not atomic under threads: one call at a time."""
-
-    lock = threading.Lock()
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-        if name == "get_waiter" or not callable(method):
-            return method
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.lock:
-                return method(*args, **kwargs)
-
-        return call
-
-
 @pytest.mark.local_endpoint
 @pytest.mark.moto_only(reason="the lease table on moto, made atomic by a lock")
 def test_a_handover_does_not_stop_the_worker_heartbeating_while_lanes_finish(
@@ -200,7 +181,7 @@ def test_a_handover_does_not_stop_the_worker_heartbeating_while_lanes_finish(
     sim = StreamSimulator(shard_count=2)
     for n in range(40):
         sim.insert(item(n))
-    client = _OneCallAtATime(boto3.client("dynamodb", **local_endpoint.client_kwargs()))
+    client = Atomic(boto3.client("dynamodb", **local_endpoint.client_kwargs()))
     store = DynamoDBCheckpointStore(f"leases-handover-{time.time_ns()}", client=client,
                                     lease_duration=1.0)  # fmt: skip
     settings = ConsumerSettings(poll_interval=0.02, discovery_interval=0.5)
