@@ -442,7 +442,9 @@ def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
             if received and not stopping:
                 stopping = True
                 print("stopping… (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
-                consumer.stop()
+                # Only ask: this loop must stay in short waits, or a second signal that the
+                # system hands to another thread would wait for a stop that cannot come.
+                consumer.stop(timeout=0)
             if not announced and consumer.stream_arn is not None:
                 shards = consumer.shards()
                 if shards or time.monotonic() - started > 2:
