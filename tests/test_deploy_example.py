@@ -363,6 +363,14 @@ def test_systemd_unit_stops_with_sigterm_and_restarts_on_failure() -> None:
     assert int(settings["TimeoutStopSec"]) >= 30
     assert settings["ExecStart"].endswith("service.py")
     assert "AWS_SECRET_ACCESS_KEY" not in unit
+    # systemd has no comments after a value: it would become part of the value
+    assert not [value for value in settings.values() if "#" in value]
+    # what docs/deployment.md shows of the unit is in the unit
+    guide = (DEPLOY.parent.parent / "docs" / "deployment.md").read_text()
+    (shown,) = re.findall(r"```ini\n(.*?)```", guide, re.DOTALL)
+    for line in shown.splitlines():
+        if "=" in line and not line.startswith("#"):
+            assert line in unit.splitlines(), line
 
 
 def test_service_module_names_no_credentials() -> None:
