@@ -24,6 +24,7 @@ from ddbstreams import (
     Checkpoint,
     CheckpointStoreError,
     ConsumerSettings,
+    Health,
     InMemoryCheckpointStore,
     Record,
     SQLiteCheckpointStore,
@@ -473,3 +474,25 @@ def test_the_simulator_forgets_long_expired_iterators() -> None:
     assert len(sim._iterators) < 3000  # 2 x 900 s of them at most, plus one batch
     with pytest.raises(Exception, match="ExpiredIteratorException"):
         sim.get_records(ShardIterator=first)
+
+
+def test_health_says_starting_while_run_resolves_the_stream_in_another_thread() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowToAnswer(StreamSimulator):
+        def describe_table(self, *, TableName: str) -> dict[str, Any]:
+            entered.set()
+            assert release.wait(10)
+            return super().describe_table(TableName=TableName)
+
+    sim = SlowToAnswer()
+    consumer = StreamConsumer(RecordCollector(), table_name=sim.table_name, client=sim)
+    runner = threading.Thread(target=consumer.run)
+    runner.start()
+    try:
+        assert entered.wait(10)
+        assert consumer.health() == Health("degraded", ("starting",))  # was: failing
+    finally:
+        release.set()
+        consumer.stop(timeout=10)
+        runner.join(10)

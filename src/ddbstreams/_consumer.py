@@ -272,7 +272,7 @@ class StreamConsumer:
         if self._finished or self._stop_requested.is_set():
             return Health("failing", ("stopped",))
         if coordinator is None:
-            if self.running:
+            if self.running or self._active.is_set():  # start(), or run() in some thread
                 return Health("degraded", ("starting",))
             return Health("failing", ("not started",))
         return coordinator.health()
