@@ -26,6 +26,7 @@ from ._consumer import StreamConsumer
 from ._dynamodb_store import DynamoDBCheckpointStore
 from ._errors import DDBStreamsError, EndpointUnreachableError
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
+from ._positions_cli import add_checkpoints_command
 from ._records import Record
 from ._redact import RedactSecrets
 from ._replay import add_replay_command
@@ -291,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     leases.add_argument("--json", action="store_true", help="print one JSON document")
     leases.set_defaults(run=_leases)
     add_replay_command(commands, [after])
+    add_checkpoints_command(commands, [after])
     return parser
 
 

@@ -304,6 +304,19 @@ class DynamoDBCheckpointStore:
                 return sorted(arns)
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def groups(self) -> dict[str, list[str]]:
+        """Every group with items in the table, with its streams (a scan: for tools)."""
+        found: dict[str, set[str]] = {}
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "ProjectionExpression": "pk"}
+        while True:
+            page = self._call("read", self._db.scan, **kwargs)
+            for item in page.get("Items", []):
+                group, _, arn = item["pk"]["S"].partition("|")
+                found.setdefault(group, set()).add(arn)
+            if not page.get("LastEvaluatedKey"):
+                return {group: sorted(arns) for group, arns in sorted(found.items())}
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def add_leases(self, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
         for shard in shards:
             item = {

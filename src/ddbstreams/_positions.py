@@ -117,6 +117,7 @@ class SeekPlan:
     target: str
     moves: tuple[ShardMove, ...]
     notes: tuple[str, ...] = ()
+    reset: bool = False  # forget every checkpoint (and, in a lease table, every lease)
 
     @property
     def scanned(self) -> int:
@@ -335,7 +336,7 @@ class Positions:
             )
             for shard_id in ids
         )
-        return SeekPlan(arn, "reset: no checkpoint (each consumer's start_position)", moves)
+        return SeekPlan(arn, "reset", moves, reset=True)
 
     def _plan_time(self, when: float) -> SeekPlan:
         arn = self.stream_arn
@@ -573,6 +574,8 @@ class Positions:
         on_progress: Callable[[str], Any] | None,
     ) -> SeekOutcome:
         arn = plan.stream_arn
+        if plan.reset:
+            return self._reset_leases(store, plan, lease_duration, on_progress)
         shards = {shard.shard_id: shard for shard in self._shards()}
         leases = {lease.shard_id: lease for lease in store.leases(arn)}
         outcome = SeekOutcome()
@@ -603,6 +606,56 @@ class Positions:
         if wait > 0 and outcome.moved:
             self._wait_for_takers(store, arn, outcome, wait, on_progress)
         return outcome
+
+    def _reset_leases(
+        self,
+        store: DynamoDBCheckpointStore,
+        plan: SeekPlan,
+        lease_duration: float,
+        on_progress: Callable[[str], Any] | None,
+    ) -> SeekOutcome:
+        """Delete the group's leases of the stream, once no worker of it runs: a running
+        worker would go on from where it is (a reset means "start as on a first run")."""
+        arn = plan.stream_arn
+        live = self.running_workers(lease_duration, on_progress)
+        if live:
+            raise SeekRefusedError(
+                f"workers of group {store.group!r} are running ({', '.join(live)}): a reset "
+                "only applies when a consumer starts. Stop them first, or seek instead "
+                "(--to trim-horizon or --to latest), which is safe while workers run."
+            )
+        ids = [move.shard_id for move in plan.moves]
+        store.delete(arn, ids)
+        for worker in store.heartbeats(arn):
+            store.remove_worker(arn, worker)  # dead ones: nothing is left of the group
+        return SeekOutcome(moved=ids)
+
+    def running_workers(
+        self, lease_duration: float, on_progress: Callable[[str], Any] | None = None
+    ) -> list[str]:
+        """The group's workers whose heartbeat moves, watched for up to ``lease_duration``
+        seconds (how the group itself tells a live worker); [] without a lease table."""
+        store = self.store
+        if not isinstance(store, DynamoDBCheckpointStore):
+            return []
+        first = store.heartbeats(self.stream_arn)
+        if not first:
+            return []
+        if on_progress is not None:
+            on_progress(
+                f"watching the heartbeats of {len(first)} worker(s) for up to "
+                f"{lease_duration:g} s to see which run"
+            )
+        deadline = time.monotonic() + lease_duration
+        live: set[str] = set()
+        while time.monotonic() < deadline:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            beats = store.heartbeats(self.stream_arn)
+            live |= {w for w, beat in beats.items() if w in first and beat != first[w]}
+            live |= set(beats) - set(first)  # a worker that started meanwhile
+            if live:
+                break
+        return sorted(live)
 
     def _announce(
         self,
