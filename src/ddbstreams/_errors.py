@@ -12,7 +12,7 @@ DDBStreamsError                   base of everything below; .retriable says if t
 ├── CheckpointStoreError          the checkpoint store cannot be read or written
 │   └── LeaseLostError            another worker of the group holds the shard now
 ├── LocalEndpointError            the embedded local endpoint cannot start
-├── SeekRefusedError              a seek or reset cannot be done safely now (say why and what to do)
+├── SeekRefusedError              a seek or reset cannot be done safely now
 ├── HandlerResultError            a batch handler returned something other than None/BatchResult
 ├── ReportedFailuresError         a batch handler reported records as failed (BatchResult)
 ├── FailedBatchFormatError        not a failed-batch document ddbstreams reads (a ValueError)
