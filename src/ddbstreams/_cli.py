@@ -224,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_filter,
         metavar="JSON",
         help="print only the records matching this Lambda-style filter pattern, such as "
-        '\'{"eventName": ["INSERT"]}\' (see docs/filters.md; default: every record)',
+        '\'{"eventName": ["INSERT"]}\'; see docs/filters.md (default: none, every record)',
     )
     tail.add_argument(
         "--checkpoint-db",

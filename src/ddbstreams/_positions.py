@@ -601,10 +601,10 @@ class Positions:
             outcome.moved.append(move.shard_id)
             if lease is not None and lease.owner is not None and not lease.finished:
                 outcome.taken_from[move.shard_id] = lease.owner
-        if outcome.moved:
+        if outcome.moved and store.heartbeats(arn):  # workers to tell, and to wait for
             self._announce(store, arn, lease_duration, on_progress)
-        if wait > 0 and outcome.moved:
-            self._wait_for_takers(store, arn, outcome, wait, on_progress)
+            if wait > 0:
+                self._wait_for_takers(store, arn, outcome, wait, on_progress)
         return outcome
 
     def _reset_leases(
@@ -668,8 +668,6 @@ class Positions:
         read: a heartbeat item of the seek's own appears (a worker reads the table when the
         workers it sees change), stays for a few looks, and goes (another read)."""
         name = f"~seek-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        if not store.heartbeats(arn):
-            return  # no worker to tell
         look = min(lease_duration / 3, 1.0)
         store.heartbeat(arn, name, 1, 1)
         if on_progress is not None:
@@ -688,6 +686,8 @@ class Positions:
         on_progress: Callable[[str], Any] | None,
     ) -> None:
         """Until every moved lease that may be read now has an owner again, or ``wait``."""
+        if on_progress is not None:
+            on_progress(f"waiting up to {wait:g} s for workers to take the moved shards")
         deadline = time.monotonic() + wait
         while True:
             leases = {lease.shard_id: lease for lease in store.leases(arn)}
