@@ -154,8 +154,12 @@ class Positions:
     Args:
         checkpoint_store: the consumer's store: a :class:`SQLiteCheckpointStore`,
             :class:`InMemoryCheckpointStore` or :class:`DynamoDBCheckpointStore` (its group).
-        table_name / stream_arn: the stream, as for :class:`StreamConsumer`.
-        endpoint_url, region_name, session, client: as for :class:`StreamConsumer`.
+        table_name: the table whose current stream to read, as for :class:`StreamConsumer`.
+        stream_arn: or the stream by its ARN.
+        endpoint_url: as for :class:`StreamConsumer`.
+        region_name: as for :class:`StreamConsumer`.
+        session: as for :class:`StreamConsumer`.
+        client: as for :class:`StreamConsumer` (a :class:`~ddbstreams.testing.StreamSimulator`).
         clock: the service's time (UNIX seconds); default: the client's, else the host's.
 
     ``show()`` lists the shards; ``plan_seek(...)`` / ``plan_reset()`` say what would change
