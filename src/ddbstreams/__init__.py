@@ -30,6 +30,7 @@ from ._errors import (
     LocalEndpointError,
     MalformedResponseError,
     ReportedFailuresError,
+    SeekRefusedError,
     ServerError,
     ServiceError,
     StreamDisabledError,
@@ -43,6 +44,7 @@ from ._errors import (
 from ._health import Health
 from ._leases import Heartbeat, Lease, LeaseLostError, LeaseTable
 from ._policies import Batching, BatchResult, FailedBatch, RetryPolicy
+from ._positions import Positions, SeekOutcome, SeekPlan, ShardMove, ShardPosition
 from ._reader import TrimmedDataGap
 from ._records import Record
 from ._redact import protect as _protect
@@ -77,13 +79,19 @@ __all__ = [
     "LeaseTable",
     "LocalEndpointError",
     "MalformedResponseError",
+    "Positions",
     "Record",
     "ReportedFailuresError",
     "RetryPolicy",
     "SQLiteCheckpointStore",
+    "SeekOutcome",
+    "SeekPlan",
+    "SeekRefusedError",
     "ServerError",
     "ServiceError",
     "ShardCoordinator",
+    "ShardMove",
+    "ShardPosition",
     "ShardStatus",
     "StreamConsumer",
     "StreamDisabledError",

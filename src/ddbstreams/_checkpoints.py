@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import struct
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -103,6 +105,16 @@ class InMemoryCheckpointStore:
             for shard_id in shard_ids:
                 self._checkpoints.pop((stream_arn, shard_id), None)
 
+    def overwrite(self, stream_arn: str, checkpoints: Mapping[str, Checkpoint | None]) -> None:
+        """Set these shards' checkpoints as given, backwards too (``None`` forgets one):
+        for a seek, with no consumer running."""
+        with self._lock:
+            for shard_id, checkpoint in checkpoints.items():
+                if checkpoint is None:
+                    self._checkpoints.pop((stream_arn, shard_id), None)
+                else:
+                    self._checkpoints[(stream_arn, shard_id)] = checkpoint
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ddbstreams_checkpoints (
@@ -191,6 +203,42 @@ class SQLiteCheckpointStore:
                     ),
                 )
 
+    def overwrite(self, stream_arn: str, checkpoints: Mapping[str, Checkpoint | None]) -> None:
+        """Set these shards' checkpoints as given, backwards too (``None`` forgets one), in
+        one transaction: for a seek. A consumer running on the file would not notice, and
+        would write its own position over it: see :meth:`other_processes`."""
+        with self._transaction("write"):
+            for shard_id, checkpoint in checkpoints.items():
+                self._db.execute(
+                    "DELETE FROM ddbstreams_checkpoints WHERE stream_arn = ? AND shard_id = ?",
+                    (stream_arn, shard_id),
+                )
+                if checkpoint is None:
+                    continue
+                self._db.execute(
+                    "INSERT INTO ddbstreams_checkpoints (stream_arn, shard_id, "
+                    "sequence_number, finished, updated_at, latest_at, begun_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stream_arn,
+                        shard_id,
+                        checkpoint.sequence_number,
+                        int(checkpoint.finished),
+                        time.time(),
+                        checkpoint.latest_at,
+                        checkpoint.begun_at,
+                    ),
+                )
+
+    def other_processes(self) -> list[int] | None:
+        """Ids of the other processes that have this database open (a running consumer),
+        or ``None`` where that cannot be told (a platform other than Linux or macOS).
+
+        Every SQLite connection to a WAL database holds a shared lock on one byte of its
+        ``-shm`` file (the "dead man switch") while it is open; ``F_GETLK`` names a process
+        that holds it. Locks of this process are not seen."""
+        return _wal_holders(self.path)
+
     def delete(self, stream_arn: str, shard_ids: Iterable[str]) -> None:
         """Forget the checkpoints of these shards (one transaction)."""
         with self._transaction("delete"):
@@ -232,6 +280,43 @@ class SQLiteCheckpointStore:
             "is writable and not damaged (a consumer retries, and pauses reading while its "
             "position cannot be saved)."
         )
+
+
+# The byte of a WAL database's -shm file that every open connection holds a shared lock on
+# (SQLite's os_unix.c: UNIX_SHM_DMS = (22 + SQLITE_SHM_NLOCK) * 4 + SQLITE_SHM_NLOCK).
+_SHM_DEAD_MAN_SWITCH = 128
+
+
+def _wal_holders(path: str) -> list[int] | None:
+    """A process other than this one that holds the database's -shm dead man switch (F_GETLK
+    names one holder, which is enough to refuse); [] if none; None if it cannot be told."""
+    if sys.platform.startswith("linux"):
+        layout = "hhqqi"  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+    elif sys.platform == "darwin":
+        layout = "qqihh"  # l_start, l_len, l_pid, l_type, l_whence
+    else:
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path + "-shm", os.O_RDWR)
+    except FileNotFoundError:
+        return []  # no connection is open: the last one to close deletes the file
+    except OSError:
+        return None
+    try:
+        byte, lock = _SHM_DEAD_MAN_SWITCH, fcntl.F_WRLCK
+        if layout == "hhqqi":
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(layout, lock, 0, byte, 1, 0))
+            kind, _, _, _, pid = struct.unpack(layout, answer)
+        else:
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(layout, byte, 1, 0, lock, 0))
+            _, _, pid, kind, _ = struct.unpack(layout, answer)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return [] if kind == fcntl.F_UNLCK else [pid]
 
 
 def _open_error(path: str, exc: sqlite3.Error | None, timeout: float) -> CheckpointStoreError:

@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from types import FrameType
 from typing import Any
@@ -24,8 +24,10 @@ from ._checkpoints import InMemoryCheckpointStore, SQLiteCheckpointStore
 from ._client import StreamsAPI, build_boto3_clients
 from ._consumer import StreamConsumer
 from ._dynamodb_store import DynamoDBCheckpointStore
-from ._errors import DDBStreamsError, EndpointUnreachableError
+from ._errors import ConfigurationError, DDBStreamsError, EndpointUnreachableError
+from ._filters import compile_filter
 from ._local import DUMMY_CREDENTIALS, LocalEndpoint
+from ._positions_cli import add_checkpoints_command
 from ._records import Record
 from ._redact import RedactSecrets
 from ._replay import add_replay_command
@@ -218,6 +220,13 @@ def _parser() -> argparse.ArgumentParser:
         help="print one JSON object per record, fields below (default: one readable line)",
     )
     tail.add_argument(
+        "--filter",
+        type=_filter,
+        metavar="JSON",
+        help="print only the records matching this Lambda-style filter pattern, such as "
+        '\'{"eventName": ["INSERT"]}\'; see docs/filters.md (default: none, every record)',
+    )
+    tail.add_argument(
         "--checkpoint-db",
         metavar="PATH",
         help="a SQLite file where tail keeps how far it has read, so that the next run "
@@ -291,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     leases.add_argument("--json", action="store_true", help="print one JSON document")
     leases.set_defaults(run=_leases)
     add_replay_command(commands, [after])
+    add_checkpoints_command(commands, [after])
     return parser
 
 
@@ -322,6 +332,14 @@ def _start_position(text: str) -> StartPosition:
     return position
 
 
+def _filter(text: str) -> str:
+    try:
+        compile_filter(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -344,9 +362,38 @@ def _port(text: str) -> int:
     return port
 
 
+class TailStatus:
+    """The one-line status ``tail`` keeps on stderr while stdout is a terminal: records
+    printed, records/s over the last interval, and lag: how old the last record printed was
+    when it was printed (now minus its ApproximateCreationDateTime, as Lambda's IteratorAge)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.printed = 0
+        self.lag: float | None = None
+        self.shown = False
+        self._clock = clock
+        self._last = (clock(), 0)
+
+    def record(self, record: Record) -> None:
+        """Count a printed record (called under the print lock)."""
+        self.printed += 1
+        created = record.approximate_creation_time
+        if created is not None:
+            self.lag = max(0.0, time.time() - created.timestamp())
+
+    def line(self) -> str:
+        now = self._clock()
+        then, count = self._last
+        rate = (self.printed - count) / (now - then) if now > then else 0.0
+        self._last = (now, self.printed)
+        lag = "-" if self.lag is None else f"{self.lag:.1f} s"
+        return f"{self.printed} records, {rate:.1f} records/s, lag {lag}"
+
+
 def _tail(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     stdout_closed = threading.Event()
+    status = TailStatus() if _is_terminal(sys.stdout) else None
 
     def print_record(record: Record) -> None:
         line = json.dumps(record_as_json(record)) if args.json else describe(record)
@@ -354,7 +401,12 @@ def _tail(args: argparse.Namespace) -> int:
             if stdout_closed.is_set():
                 raise StdoutClosed
             try:
+                if status is not None and status.shown:
+                    sys.stderr.write("\r\033[K")  # the status line goes, the record comes
+                    status.shown = False
                 print(line, flush=True)
+                if status is not None:
+                    status.record(record)
             except BrokenPipeError:
                 stdout_closed.set()
                 _silence_stdout()
@@ -375,12 +427,30 @@ def _tail(args: argparse.Namespace) -> int:
             start_position=args.start,
             poll_interval=args.poll_interval,
         ),
+        filter=args.filter,
     )
     _wait_for_endpoint(args)
     where = args.start.lower().replace("_", "-")
     if args.checkpoint_db:
         where += f" where {args.checkpoint_db} has no checkpoint"
-    return _run_until_stopped(consumer, where)
+    if args.filter:
+        where += ", records matching --filter"
+
+    def show_status() -> None:
+        assert status is not None
+        with lock:
+            sys.stderr.write(f"\r\033[K{status.line()}")
+            sys.stderr.flush()
+            status.shown = True
+
+    return _run_until_stopped(consumer, where, show_status if status is not None else None)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _wait_for_endpoint(args: argparse.Namespace) -> None:
@@ -410,7 +480,12 @@ def _wait_for_endpoint(args: argparse.Namespace) -> None:
             time.sleep(min(0.2, left))
 
 
-def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
+STATUS_INTERVAL = 1.0  # seconds between two status lines of tail
+
+
+def _run_until_stopped(
+    consumer: StreamConsumer, where: str, show_status: Callable[[], None] | None = None
+) -> int:
     """Run ``consumer`` in a thread; the main thread tells what is read and handles signals.
 
     The first Ctrl-C (or SIGTERM) stops cleanly: handler calls in progress finish and
@@ -434,17 +509,25 @@ def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
 
     thread = threading.Thread(target=run, name="tail-consumer", daemon=True)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started, announced, stopping = time.monotonic(), False, False
+    next_status, status_shown = started, False
     try:
         thread.start()
-        started, announced, stopping = time.monotonic(), False, False
         while thread.is_alive():
             thread.join(0.1)
             if received and not stopping:
                 stopping = True
+                if status_shown:
+                    sys.stderr.write("\n")  # the status line stays, with its last figures
                 print("stopping… (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
                 # Only ask: this loop must stay in short waits, or a second signal that the
                 # system hands to another thread would wait for a stop that cannot come.
                 consumer.stop(timeout=0)
+            due = announced and not stopping and time.monotonic() >= next_status
+            if show_status is not None and due:
+                next_status = time.monotonic() + STATUS_INTERVAL
+                show_status()
+                status_shown = True
             if not announced and consumer.stream_arn is not None:
                 shards = consumer.shards()
                 if shards or time.monotonic() - started > 2:
@@ -459,6 +542,8 @@ def _run_until_stopped(consumer: StreamConsumer, where: str) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if status_shown and not stopping:
+            sys.stderr.write("\n")
     if failures:
         raise failures[0]
     return 0

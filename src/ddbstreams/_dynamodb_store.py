@@ -304,6 +304,19 @@ class DynamoDBCheckpointStore:
                 return sorted(arns)
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def groups(self) -> dict[str, list[str]]:
+        """Every group with items in the table, with its streams (a scan: for tools)."""
+        found: dict[str, set[str]] = {}
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "ProjectionExpression": "pk"}
+        while True:
+            page = self._call("read", self._db.scan, **kwargs)
+            for item in page.get("Items", []):
+                group, _, arn = item["pk"]["S"].partition("|")
+                found.setdefault(group, set()).add(arn)
+            if not page.get("LastEvaluatedKey"):
+                return {group: sorted(arns) for group, arns in sorted(found.items())}
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def add_leases(self, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
         for shard in shards:
             item = {
@@ -374,10 +387,85 @@ class DynamoDBCheckpointStore:
             values[":to"] = {"S": to}
         return self._conditional(stream_arn, shard_id, update, "#o = :me AND #e = :epoch", values)
 
+    # ------------------------------------------------------------------ seeking
+
+    def move(
+        self,
+        stream_arn: str,
+        shard: ShardInfo,
+        checkpoint: Checkpoint | None,
+        lease: Lease | None,
+    ) -> bool:
+        """Set a shard's position as given, backwards too, and take its lease from whoever
+        holds it, as a failover does: the lease is released and its epoch bumped, so that the
+        owner's next checkpoint is refused and it stops reading; the next worker to take the
+        lease reads from the new position. ``checkpoint=None``: not begun (read from its
+        first record once its parent is finished).
+
+        Conditional on the lease still being ``lease`` (owner and epoch; ``None``: no lease
+        yet): False if it changed meanwhile (read it again and retry)."""
+        names = {"#o": "owner", "#e": "epoch"}
+        values: dict[str, Any] = {
+            ":next": {"N": str(lease.epoch + 1 if lease is not None else 1)},
+            ":shard": {"S": shard.shard_id},
+            ":now": {"N": repr(time.time())},
+            ":finished": {"BOOL": bool(checkpoint and checkpoint.finished)},
+            ":begun": {"BOOL": checkpoint is not None},
+        }
+        sets = ["shard_id = :shard", "#e = :next", "finished = :finished", "begun = :begun"]
+        sets.append("updated_at = :now")
+        removes = ["#o", "handover_to"]
+        if shard.parent_shard_id:
+            values[":parent"] = {"S": shard.parent_shard_id}
+            sets.append("parent_shard_id = :parent")
+        sequence_number = checkpoint.sequence_number if checkpoint else None
+        if sequence_number is not None:
+            values[":seq"] = {"S": sequence_number}
+            values[":key"] = {"S": _padded(sequence_number)}
+            sets += ["checkpoint = :seq", "checkpoint_key = :key"]
+        else:
+            removes += ["checkpoint", "checkpoint_key"]
+        for name in ("latest_at", "begun_at"):
+            value = getattr(checkpoint, name) if checkpoint is not None else None
+            if value is None:
+                removes.append(name)
+            else:
+                values[f":{name}"] = {"N": repr(value)}
+                sets.append(f"{name} = :{name}")
+        if lease is None:
+            condition = "attribute_not_exists(sk)"
+        else:
+            values[":epoch"] = {"N": str(lease.epoch)}
+            condition = "#e = :epoch AND " + (
+                "attribute_not_exists(#o)" if lease.owner is None else "#o = :owner"
+            )
+            if lease.owner is not None:
+                values[":owner"] = {"S": lease.owner}
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=self._key(stream_arn, f"shard|{shard.shard_id}"),
+                UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise self._error("write", exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("write", exc) from exc
+        return True
+
     # ------------------------------------------------------------------ plumbing
 
     def _key(self, stream_arn: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": f"{self.group}|{stream_arn}"}, "sk": {"S": sk}}
+
+    def lease(self, stream_arn: str, shard_id: str) -> Lease | None:
+        """One shard's lease (a consistent read), or None if it has none."""
+        return self._lease(stream_arn, shard_id)
 
     def _lease(self, stream_arn: str, shard_id: str) -> Lease | None:
         item = self._call(

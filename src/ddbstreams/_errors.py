@@ -12,6 +12,7 @@ DDBStreamsError                   base of everything below; .retriable says if t
 ├── CheckpointStoreError          the checkpoint store cannot be read or written
 │   └── LeaseLostError            another worker of the group holds the shard now
 ├── LocalEndpointError            the embedded local endpoint cannot start
+├── SeekRefusedError              a seek or reset cannot be done safely now
 ├── HandlerResultError            a batch handler returned something other than None/BatchResult
 ├── ReportedFailuresError         a batch handler reported records as failed (BatchResult)
 ├── FailedBatchFormatError        not a failed-batch document ddbstreams reads (a ValueError)
@@ -97,6 +98,12 @@ class CheckpointStoreError(DDBStreamsError):
 
 class LocalEndpointError(DDBStreamsError):
     """The embedded local endpoint could not start (extra missing, port taken)."""
+
+
+class SeekRefusedError(DDBStreamsError):
+    """A seek or reset of checkpoints was refused, or only partly done: the message says
+    why (a consumer holds the SQLite file, workers of the group are running, the group's
+    leases kept changing) and what to do."""
 
 
 class FailedBatchFormatError(DDBStreamsError, ValueError):

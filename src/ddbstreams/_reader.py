@@ -376,7 +376,8 @@ class ShardReader:
     def _check_begun_within_retention(self) -> None:
         """A shard that has delivered nothing in the 24 hours since it began may have lost
         records to the retention: the service cannot say so for a start without a position."""
-        began = self._latest_at if self._latest_at is not None else self._begun_at
+        # When its position was set: a seek may pin a start older than that (docs/checkpoints.md).
+        began = self._begun_at if self._begun_at is not None else self._latest_at
         if not self.begun or began is None or self._wall_clock() - RETENTION_SECONDS <= began:
             return
         reason = (

@@ -370,5 +370,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header by the simulator's clock, as the service's is by its own (records'
+        creation times and a LATEST pin or a seek compare with it)."""
+        if timestamp is None:
+            timestamp = self.server.owner.simulator.wall_time()
+        return super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: a consumer makes thousands of calls."""
