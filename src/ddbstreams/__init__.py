@@ -42,6 +42,7 @@ from ._errors import (
 )
 from ._health import Health
 from ._leases import Heartbeat, Lease, LeaseLostError, LeaseTable
+from ._metrics import Metrics
 from ._policies import Batching, BatchResult, FailedBatch, RetryPolicy
 from ._reader import TrimmedDataGap
 from ._records import Record
@@ -77,6 +78,7 @@ __all__ = [
     "LeaseTable",
     "LocalEndpointError",
     "MalformedResponseError",
+    "Metrics",
     "Record",
     "ReportedFailuresError",
     "RetryPolicy",
