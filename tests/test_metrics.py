@@ -25,6 +25,7 @@ from ddbstreams import (
     CheckpointStoreError,
     ConfigurationError,
     ConsumerSettings,
+    DynamoDBCheckpointStore,
     InMemoryCheckpointStore,
     Metrics,
     Record,
@@ -37,6 +38,7 @@ from ddbstreams._metrics import METRICS, Reporter
 from ddbstreams._reader import ShardReader
 from ddbstreams.metrics import OpenTelemetryMetrics, PrometheusMetrics
 from ddbstreams.testing import RecordCollector, StreamSimulator
+from test_groups import new_store
 
 NO_STOP = threading.Event()
 
@@ -648,3 +650,65 @@ def test_opentelemetry_through_the_sdk_in_memory_reader() -> None:
     failures = found["ddbstreams_handler_failures"]
     assert sum(p.value for p in failures) >= 1
     provider.shutdown()
+
+
+# ------------------------------------------------------------- consumer groups
+
+
+@pytest.mark.local_endpoint
+def test_group_metrics_leases_and_heartbeat_health(local_endpoint: Any) -> None:
+    class Outage(DynamoDBCheckpointStore):
+        """The lease table, with heartbeat writes that fail while ``down`` is set."""
+
+        down = False
+
+        def heartbeat(self, stream_arn: str, worker_id: str, beat: int, changes: int) -> None:
+            if self.down:
+                raise CheckpointStoreError("lease table unreachable (test)")
+            super().heartbeat(stream_arn, worker_id, beat, changes)
+
+    sim = StreamSimulator(shard_count=4)
+    plain = new_store(local_endpoint, lease_duration=3.0)
+    store = Outage(plain.table_name, client=plain._db, lease_duration=3.0)
+    settings = ConsumerSettings(poll_interval=0.02, discovery_interval=0.2)
+    first, second = Recorder(), Recorder()
+    workers = [
+        StreamConsumer(
+            print,
+            stream_arn=sim.stream_arn,
+            client=sim,
+            checkpoint_store=store if name == "w1" else plain,
+            settings=settings,
+            worker_id=name,
+            metrics=recorder,
+        )
+        for name, recorder in (("w1", first), ("w2", second))
+    ]
+
+    def held(recorder: Recorder) -> float | None:
+        return recorder.value("ddbstreams_shards", state="held")
+
+    try:
+        workers[0].start()
+        wait_until(lambda: held(first) == 4, timeout=30)
+        assert first.total("ddbstreams_leases_taken_total") == 4
+        workers[1].start()  # asks for its share: w1 hands two leases over
+        wait_until(lambda: held(first) == 2 and held(second) == 2, timeout=30)
+        assert first.total("ddbstreams_leases_handed_over_total") == 2
+        assert second.total("ddbstreams_leases_taken_total") == 2
+        assert first.value("ddbstreams_shards", state="elsewhere") == 2
+        assert first.value("ddbstreams_heartbeat_age_seconds") is not None
+        assert workers[0].health().status == "healthy"
+        store.down = True  # w1 cannot heartbeat: degraded, then fenced (failing)
+        wait_until(lambda: workers[0].health().status == "degraded", timeout=30)
+        wait_until(lambda: workers[0].health().status == "failing", timeout=30)
+        assert any("heartbeats have failed" in r for r in workers[0].health().reasons)
+        wait_until(lambda: first.total("ddbstreams_leases_lost_total") == 2, timeout=30)
+        assert first.total("ddbstreams_heartbeat_failures_total") >= 1
+        age = first.value("ddbstreams_heartbeat_age_seconds")
+        assert age is not None and age >= 2.0  # two thirds of lease_duration
+        store.down = False
+        wait_until(lambda: workers[0].health().status == "healthy", timeout=30)
+    finally:
+        for worker in workers:
+            worker.stop(timeout=10)
