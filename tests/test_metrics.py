@@ -107,13 +107,19 @@ def shard_of(sim: StreamSimulator) -> str:
 class Stepped:
     """A reader stepped by hand on the simulator's virtual clock, reporting to a Recorder."""
 
-    def __init__(self, sim: StreamSimulator, handler: Any, **settings: Any) -> None:
+    def __init__(
+        self,
+        sim: StreamSimulator,
+        handler: Any,
+        store: InMemoryCheckpointStore | None = None,
+        **settings: Any,
+    ) -> None:
         self.sim = sim
         self.recorder = Recorder()
         self.reporter = Reporter(self.recorder, sim.stream_arn)
         self.api = StreamsAPI(sim, sim, attempts=3, sleep=lambda _: None)
         self.api.observer = self.reporter.api_call
-        self.store = InMemoryCheckpointStore()
+        self.store = store if store is not None else InMemoryCheckpointStore()
         described = sim.describe_stream(StreamArn=sim.stream_arn)
         self.reader = ShardReader(
             shard=ShardInfo.from_wire(described["StreamDescription"]["Shards"][0]),
@@ -225,8 +231,8 @@ def test_checkpoint_writes_and_failures() -> None:
                 raise CheckpointStoreError("store down (test)")
             super().save(stream_arn, shard_id, checkpoint)
 
-    run = Stepped(sim, lambda record: None, checkpoint_every=2)
-    store = run.reader._store = Flaky()
+    store = Flaky()
+    run = Stepped(sim, lambda record: None, store, checkpoint_every=2)
     run.reader.step(NO_STOP)  # marking it begun, then the checkpoint after 2 records fail
     failed = run.total("ddbstreams_checkpoint_failures_total")
     assert failed >= 2

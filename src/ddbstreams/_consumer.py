@@ -274,9 +274,13 @@ class StreamConsumer:
     def health(self) -> Health:
         """Whether the consumer is making progress: for a supervisor or liveness probe.
 
-        ``failing`` once it has stopped (an error, or :meth:`stop`) or when a shard or the
+        ``failing`` once it has stopped (an error, or :meth:`stop`), when a shard or the
         discovery of shards has failed ``settings.failures_before_unhealthy`` times in a
-        row; ``degraded`` while something retries; else ``healthy``. See :class:`Health`.
+        row, when a shard is stuck or its handler has failed for
+        ``settings.unhealthy_handler_failing_for`` seconds, when a group's heartbeats have
+        failed long enough to stop reading, or when an iterator age is above
+        ``settings.unhealthy_iterator_age``; ``degraded`` while something retries; else
+        ``healthy``. See :class:`Health`.
         """
         coordinator = self._coordinator
         error = self._failure

@@ -122,7 +122,8 @@ class ShardCoordinator:
       forgotten, in memory and (if the store has ``delete``) in the store.
 
     ``client`` is a boto3 ``dynamodbstreams`` client or a
-    :class:`ddbstreams.testing.StreamSimulator`.
+    :class:`ddbstreams.testing.StreamSimulator`. ``metrics``, if given, is a
+    :class:`ddbstreams.Metrics` the coordinator reports to (docs/metrics.md).
     """
 
     def __init__(
