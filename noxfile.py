@@ -28,14 +28,16 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
-    session.install("-e", ".", *group("typecheck"))
+    session.install("-e", ".[prometheus,otel]", *group("typecheck"))
     session.run("mypy")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, integration tests over HTTP against the embedded endpoint."""
-    session.install("-e", ".[local]", *group("test"), *group("test-destinations"))
+    session.install(
+        "-e", ".[local]", *group("test"), *group("test-destinations"), *group("test-metrics")
+    )
     session.run("pytest", *session.posargs)
 
 
@@ -82,7 +84,7 @@ def _ministack_python(session: nox.Session) -> str:
 @nox.session(python=["3.10", "3.11", "3.12", "3.13"])
 def pythons(session: nox.Session) -> None:
     """The test suite on every supported Python that is installed (not run by bare `nox`)."""
-    session.install(".[local]", *group("test"), *group("test-destinations"))
+    session.install(".[local]", *group("test"), *group("test-destinations"), *group("test-metrics"))
     session.run("pytest", *session.posargs)
 
 
@@ -125,7 +127,7 @@ def mutants(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, not part of the test suite: all, or `nox -s bench -- record_path scale`."""
-    session.install(".[local]", *group("bench"))
+    session.install(".[local,prometheus]", *group("bench"))
     everything = ["record_path", "latency", "scale", "memory", "parallelism", "leases"]
     for name in session.posargs or everything:
         if name == "leases":  # its lease table on MiniStack: atomic, and quick to Query

@@ -9,6 +9,7 @@
 (c) ddbstreams StreamConsumer, handler reads record.new_image
 (d) ddbstreams StreamConsumer, handler reads record.keys only
 (f) as (c), with gc.freeze() once the clients exist: what the garbage collector still costs
+(g) as (c), reporting to a PrometheusMetrics exporter (its own registry): what metrics cost
 
 All decode with the standard library's json (its C scanner).
 
@@ -98,7 +99,9 @@ def naive_boto3(stream: CannedStream) -> int:
     return count
 
 
-def consumer(read: Callable[[ddbstreams.Record], Any]) -> Callable[[CannedStream], int]:
+def consumer(
+    read: Callable[[ddbstreams.Record], Any], prometheus: bool = False
+) -> Callable[[CannedStream], int]:
     def run(stream: CannedStream) -> int:
         count = 0
 
@@ -108,10 +111,21 @@ def consumer(read: Callable[[ddbstreams.Record], Any]) -> Callable[[CannedStream
             count += 1
 
         settings = ddbstreams.ConsumerSettings(poll_interval=0, checkpoint_every=10_000)
+        metrics = None
+        if prometheus:
+            from prometheus_client import CollectorRegistry
+
+            from ddbstreams.metrics import PrometheusMetrics
+
+            metrics = PrometheusMetrics(registry=CollectorRegistry())
         # The canned stream is disabled: run() ends once its one shard is read.
         with contextlib.suppress(ddbstreams.StreamDisabledError):
             ddbstreams.StreamConsumer(
-                handler, stream_arn=STREAM_ARN, client=stream.client(), settings=settings
+                handler,
+                stream_arn=STREAM_ARN,
+                client=stream.client(),
+                settings=settings,
+                metrics=metrics,
             ).run()
         return count
 
@@ -138,6 +152,7 @@ VARIANTS: dict[str, Callable[[CannedStream], int]] = {
     "d_ddbstreams_keys": consumer(lambda r: r.keys),
 }
 VARIANTS["f_ddbstreams_new_image_gc_freeze"] = with_frozen_heap(VARIANTS["c_ddbstreams_new_image"])
+VARIANTS["g_ddbstreams_new_image_prometheus"] = consumer(lambda r: r.new_image, prometheus=True)
 
 
 # label: (StreamViewType, with the nested map/list/set attribute, pages per run timed,
@@ -180,6 +195,7 @@ def ratios_of(rates: dict[str, float]) -> dict[str, float]:
         "cost_d_over_a3": rates["a3_record_by_record_floor"] / rates["d_ddbstreams_keys"],
         "a2_over_b": rates["a2_floor_with_new_image"] / rates["b_naive_boto3"],
         "f_over_c": rates["f_ddbstreams_new_image_gc_freeze"] / rates["c_ddbstreams_new_image"],
+        "g_over_c": rates["g_ddbstreams_new_image_prometheus"] / rates["c_ddbstreams_new_image"],
     }
 
 
@@ -238,14 +254,14 @@ def instructions_per_record(variant: str, view: str, pages: int) -> float:
     return (long - short) / (pages * 1000)
 
 
-def count_instructions(pages_override: int | None) -> None:
+def count_instructions(pages_override: int | None, only: list[str] | None = None) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
     results: dict[str, Any] = {"python": platform.python_version(), "views": {}}
     jobs = [
         (variant, view, pages_override or pages)
         for view, (_, _, _, pages) in BODIES.items()
-        for variant in VARIANTS
+        for variant in only or VARIANTS
     ]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         counts = list(pool.map(lambda job: instructions_per_record(*job), jobs))
@@ -254,11 +270,12 @@ def count_instructions(pages_override: int | None) -> None:
         entry["instructions_per_record"][variant] = count
     for view, entry in results["views"].items():
         per_record = entry["instructions_per_record"]
-        entry["ratios"] = ratios_of({name: 1 / count for name, count in per_record.items()})
+        entry["ratios"] = {} if only else ratios_of({n: 1 / c for n, c in per_record.items()})
         title = f"{view}: {entry['pages']} pages x 1000 records, callgrind"
         print_table(title, "instructions/record", per_record, entry["ratios"])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "record_path_instructions.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = "record_path_instructions" + ("_" + "_".join(v[0] for v in only) if only else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main() -> None:
@@ -266,6 +283,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, help="pages per run (default: per body)")
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--only", nargs="+", help="with --instructions: these variants only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--view", help=argparse.SUPPRESS)
     parser.add_argument("--read", type=int, help=argparse.SUPPRESS)
@@ -274,7 +292,7 @@ def main() -> None:
         run_child(args.child, args.view, args.pages, args.read)
         return
     if args.instructions:
-        count_instructions(args.pages)
+        count_instructions(args.pages, args.only)
         return
     results: dict[str, Any] = {
         "python": platform.python_version(),

@@ -21,6 +21,7 @@ LABELS = {  # variant: (label, colour)
     "c_ddbstreams_new_image": ("(c) ddbstreams, new_image", "#1f77b4"),
     "d_ddbstreams_keys": ("(d) ddbstreams, keys", "#2ca02c"),
     "f_ddbstreams_new_image_gc_freeze": ("(f) as c, gc.freeze()", "#17becf"),
+    "g_ddbstreams_new_image_prometheus": ("(g) as c, Prometheus metrics", "#9467bd"),
 }
 
 

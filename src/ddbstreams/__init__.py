@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._health import Health
 from ._leases import Heartbeat, Lease, LeaseLostError, LeaseTable
+from ._metrics import Metrics
 from ._policies import Batching, BatchResult, FailedBatch, RetryPolicy
 from ._positions import Positions, SeekOutcome, SeekPlan, ShardMove, ShardPosition
 from ._reader import TrimmedDataGap
@@ -79,6 +80,7 @@ __all__ = [
     "LeaseTable",
     "LocalEndpointError",
     "MalformedResponseError",
+    "Metrics",
     "Positions",
     "Record",
     "ReportedFailuresError",

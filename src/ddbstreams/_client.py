@@ -210,6 +210,33 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
     return ServiceError(detail, code=code)
 
 
+_ERROR_KINDS: tuple[tuple[type[DDBStreamsError], str], ...] = (
+    (ThrottledError, "throttled"),
+    (ServerError, "server"),
+    (EndpointUnreachableError, "unreachable"),
+    (MalformedResponseError, "malformed"),
+    (ExpiredIteratorError, "expired_iterator"),
+    (TrimmedDataError, "trimmed"),
+    (StreamNotFoundError, "not_found"),
+    (TableNotFoundError, "not_found"),
+    (CredentialsError, "credentials"),
+)
+
+
+def error_kind(exc: BaseException, operation: str) -> str:
+    """A word for what went wrong with a call, for metrics: ``throttled``, ``server``,
+    ``unreachable``, ``malformed``, ``expired_iterator``, ``trimmed``, ``not_found``,
+    ``credentials`` or ``other``."""
+    if isinstance(exc, (ClientError, BotoCoreError)):
+        exc = map_error(exc, operation, "")
+    elif isinstance(exc, UnicodeDecodeError):
+        return "malformed"
+    for cls, kind in _ERROR_KINDS:
+        if isinstance(exc, cls):
+            return kind
+    return "other"
+
+
 def _date_header(response: Any) -> float | None:
     """The UNIX time of an answer's HTTP ``Date`` header (the service's clock), if any."""
     try:
@@ -272,6 +299,28 @@ class StreamsAPI:
         self._sleep = sleep if sleep is not None else self._wait
         # The service's wall clock: the host's, or a StreamSimulator's virtual one.
         self.wall_time: Callable[[], float] = getattr(streams_client, "wall_time", time.time)
+        # Told of every Streams call attempt: (operation, shard id or None, error kind or
+        # None for a success); see _metrics.Reporter.api_call.
+        self.observer: Callable[[str, str | None, str | None], None] | None = None
+
+    def _observed(
+        self, method: Callable[..., Any], operation: str, shard_id: str | None = None
+    ) -> Callable[..., Any]:
+        """``method``, telling the observer of each attempt and how it went."""
+        observer = self.observer
+        if observer is None:
+            return method
+
+        def observed(**kw: Any) -> Any:
+            try:
+                result = method(**kw)
+            except Exception as exc:
+                observer(operation, shard_id, error_kind(exc, operation))
+                raise
+            observer(operation, shard_id, None)
+            return result
+
+        return observed
 
     def interrupt(self) -> None:
         """Cut every retry wait short, now and later: calls raise :class:`Interrupted`."""
@@ -364,7 +413,10 @@ class StreamsAPI:
         service_time: float | None = None
         while True:
             response = self._call(
-                self._streams.describe_stream, "DescribeStream", stream_arn, **kwargs
+                self._observed(self._streams.describe_stream, "DescribeStream"),
+                "DescribeStream",
+                stream_arn,
+                **kwargs,
             )
             if service_time is None:
                 service_time = _date_header(response)
@@ -388,7 +440,7 @@ class StreamsAPI:
         filter (an older botocore, some local endpoints): then scan the whole stream."""
         try:
             response = self._call_once(
-                self._streams.describe_stream,
+                self._observed(self._streams.describe_stream, "DescribeStream"),
                 "DescribeStream",
                 stream_arn,
                 {
@@ -417,7 +469,7 @@ class StreamsAPI:
         if sequence_number is not None:
             kwargs["SequenceNumber"] = sequence_number
         response = self._call(
-            self._streams.get_shard_iterator,
+            self._observed(self._streams.get_shard_iterator, "GetShardIterator", shard_id),
             "GetShardIterator",
             f"shard {shard_id} of stream {stream_arn}",
             **kwargs,
@@ -428,7 +480,7 @@ class StreamsAPI:
         _ddbstreams_call.active = True
         try:
             response = self._call(
-                self._streams.get_records,
+                self._observed(self._streams.get_records, "GetRecords", shard_id),
                 "GetRecords",
                 f"shard {shard_id}",
                 ShardIterator=iterator,

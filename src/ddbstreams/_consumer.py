@@ -18,6 +18,7 @@ from ._delivery import Delivery, DeliveryPolicy, OnFailure, is_async_handler
 from ._errors import ConfigurationError, EndpointUnreachableError, StreamDisabledError
 from ._filters import compile_filter
 from ._health import Health
+from ._metrics import Metrics
 from ._policies import Batching, RetryPolicy
 from ._pool import Abandoned, call_unless_stopped
 from ._reader import Handler, TrimmedDataGap
@@ -84,6 +85,10 @@ class StreamConsumer:
             records are spread over this many lanes by primary key; each lane is in order,
             so one item's changes still arrive in order. The checkpoint covers only records
             done with every record before them.
+        metrics: where to report metrics (iterator age, records, handler durations, AWS
+            calls, checkpoints, leases...): a :class:`ddbstreams.metrics.PrometheusMetrics`,
+            a :class:`ddbstreams.metrics.OpenTelemetryMetrics`, or any :class:`Metrics`.
+            See docs/metrics.md for every metric.
     """
 
     def __init__(
@@ -109,6 +114,7 @@ class StreamConsumer:
         on_failure: OnFailure = None,
         filter: object = None,
         parallelism: int = 1,
+        metrics: Metrics | None = None,
     ) -> None:
         if not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {handler!r}")
@@ -135,6 +141,12 @@ class StreamConsumer:
             raise ConfigurationError("client= replaces session= and endpoint_url=; give one")
         if on_data_loss is not None and not callable(on_data_loss):
             raise ConfigurationError(f"on_data_loss must be callable, not {on_data_loss!r}")
+        if metrics is not None and not isinstance(metrics, Metrics):
+            raise ConfigurationError(
+                "metrics must have count, gauge, observe and forget methods (see "
+                "ddbstreams.Metrics), such as ddbstreams.metrics.PrometheusMetrics(), "
+                f"not {metrics!r}"
+            )
         settings = settings if settings is not None else ConsumerSettings()
         if start_position is not None:
             settings = replace(settings, start_position=start_position)  # type: ignore[arg-type]
@@ -151,6 +163,7 @@ class StreamConsumer:
         self.on_lease_lost = on_lease_lost
         self.on_shard_started = on_shard_started
         self.on_shard_ended = on_shard_ended
+        self.metrics = metrics
         self._stream_arn = stream_arn
         if client is not None:
             self._api = StreamsAPI(client, client, attempts=settings.request_attempts)
@@ -261,9 +274,13 @@ class StreamConsumer:
     def health(self) -> Health:
         """Whether the consumer is making progress: for a supervisor or liveness probe.
 
-        ``failing`` once it has stopped (an error, or :meth:`stop`) or when a shard or the
+        ``failing`` once it has stopped (an error, or :meth:`stop`), when a shard or the
         discovery of shards has failed ``settings.failures_before_unhealthy`` times in a
-        row; ``degraded`` while something retries; else ``healthy``. See :class:`Health`.
+        row, when a shard is stuck or its handler has failed for
+        ``settings.unhealthy_handler_failing_for`` seconds, when a group's heartbeats have
+        failed long enough to stop reading, or when an iterator age is above
+        ``settings.unhealthy_iterator_age``; ``degraded`` while something retries; else
+        ``healthy``. See :class:`Health`.
         """
         coordinator = self._coordinator
         error = self._failure
@@ -331,6 +348,7 @@ class StreamConsumer:
             delivery=None
             if self.delivery_policy.is_plain
             else Delivery(self.delivery_policy, self.settings.max_workers),
+            metrics=self.metrics,
         )
         with self._lock:
             self._coordinator = coordinator

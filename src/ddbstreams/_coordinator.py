@@ -32,6 +32,7 @@ from ._leases import (
     default_worker_id,
 )
 from ._lineage import ShardInfo, ShardLineage
+from ._metrics import GAUGE_INTERVAL, Metrics, Reporter
 from ._pool import Abandoned, WorkerPool, call_unless_stopped
 from ._reader import Handler, ShardReader, StartFrom, TrimmedDataGap
 from ._settings import ConsumerSettings
@@ -64,6 +65,12 @@ class ShardStatus:
     ``records_delivered`` counts the records done this run: handled, and with delivery
     policies also those the filter passed over (``records_filtered``), those given to
     ``on_failure`` (``records_failed_over``) and those discarded (``records_discarded``).
+
+    For a shard this worker reads (``held``; in a consumer group, one whose lease it holds),
+    in seconds: ``iterator_age`` is now minus the creation time of the newest record done
+    (0 once caught up), ``oldest_waiting_age`` that of the oldest record fetched and not
+    done, ``failing_for`` how long the handler (or ``on_failure``) has failed without a
+    success, ``stalled_for`` how long records have waited without any being done.
     """
 
     shard_id: str
@@ -77,6 +84,11 @@ class ShardStatus:
     records_filtered: int = 0
     records_failed_over: int = 0
     records_discarded: int = 0
+    held: bool = True
+    iterator_age: float = 0.0
+    oldest_waiting_age: float = 0.0
+    failing_for: float = 0.0
+    stalled_for: float = 0.0
 
 
 @dataclass
@@ -110,7 +122,8 @@ class ShardCoordinator:
       forgotten, in memory and (if the store has ``delete``) in the store.
 
     ``client`` is a boto3 ``dynamodbstreams`` client or a
-    :class:`ddbstreams.testing.StreamSimulator`.
+    :class:`ddbstreams.testing.StreamSimulator`. ``metrics``, if given, is a
+    :class:`ddbstreams.Metrics` the coordinator reports to (docs/metrics.md).
     """
 
     def __init__(
@@ -129,6 +142,7 @@ class ShardCoordinator:
         on_shard_started: Callable[[str], Any] | None = None,
         on_shard_ended: Callable[[str], Any] | None = None,
         delivery: Delivery | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.stream_arn = stream_arn
         self.settings = settings if settings is not None else ConsumerSettings()
@@ -184,6 +198,10 @@ class ShardCoordinator:
         self._stale: set[str] = set()  # readers to rebuild (or drop) once their step is done
         self._latest_pin: float | None = None
         self._started_at = (0.0, 0.0)  # wall and monotonic clock when run() began
+        self._reporter = Reporter(metrics, stream_arn) if metrics is not None else None
+        if self._reporter is not None:
+            self._api.observer = self._reporter.api_call
+        self._heartbeat_failures_reported = 0
 
     def stop(self) -> None:
         """Ask ``run()`` to return: in-flight handler calls finish, checkpoints are written."""
@@ -212,9 +230,10 @@ class ShardCoordinator:
 
     def health(self) -> Health:
         """Healthy, degraded or failing, with the reasons (see :class:`Health`)."""
-        return assess(
-            self.shards(), self.settings.failures_before_unhealthy, self._discovery_failures
-        )
+        heartbeat = None
+        if self._member is not None:
+            heartbeat = self._member.heartbeat_trouble(self._clock())
+        return assess(self.shards(), self.settings, self._discovery_failures, heartbeat)
 
     def run(self) -> None:
         """Read the stream until stopped; see the class docstring."""
@@ -224,7 +243,7 @@ class ShardCoordinator:
             if not self._first_discovery():
                 return
             next_discovery = self._next_full = self._clock() + self.settings.discovery_interval
-            next_tick = self._clock()
+            next_tick = next_gauges = self._clock()
             while not self._stop.is_set():
                 self._wake.clear()
                 now = self._clock()
@@ -243,7 +262,12 @@ class ShardCoordinator:
                     self._start_discovery(now)
                 self._raise_if_drained()
                 self._start_due_steps(now)
+                if self._reporter is not None and now >= next_gauges:
+                    self._report_gauges(self._reporter)
+                    next_gauges = now + GAUGE_INTERVAL
                 wake_at = self._schedule[0][0] if self._schedule else now + IDLE_WAKE
+                if self._reporter is not None:
+                    wake_at = min(wake_at, next_gauges)
                 if not self._discovering:
                     wake_at = min(wake_at, next_discovery)
                 if self._member is not None and not self._ticking:
@@ -263,6 +287,10 @@ class ShardCoordinator:
                 if self._delivery is not None:
                     self._delivery.close()
                 self._leave_group()
+                if self._reporter is not None:
+                    for reader in list(self._readers.values()):
+                        reader.report()  # the final checkpoints
+                    self._report_gauges(self._reporter)
 
     # ------------------------------------------------------------------ the scheduler
 
@@ -550,6 +578,7 @@ class ShardCoordinator:
             lease_epoch=self._member.epoch_of(shard.shard_id) if self._member else None,
             latest_pin=self._latest_pin if start == "LATEST" else None,
             delivery=self._delivery,
+            metrics=self._reporter,
         )
         if start == "LATEST" and shard.closed:
             # Retried by its steps if it could not be stored; in a group, by its lease holder.
@@ -629,6 +658,9 @@ class ShardCoordinator:
             for shard_id in gone:
                 del self._readers[shard_id]
             self._lineage.remove(gone)
+        if self._reporter is not None:
+            for shard_id in gone:
+                self._reporter.forget_shard(shard_id)
         self._orphans.difference_update(gone)
         delete = getattr(self._store, "delete", None)
         if delete is not None:
@@ -664,6 +696,13 @@ class ShardCoordinator:
             logger.warning("the lease table could not be read: %s", error)
             return
         assert changes is not None
+        if self._reporter is not None:
+            self._reporter.count(
+                "ddbstreams_leases_lost_total", len(changes.lost), self._reporter.stream
+            )
+            self._reporter.count(
+                "ddbstreams_leases_taken_total", len(changes.gained), self._reporter.stream
+            )
         for shard_id in changes.lost:
             logger.warning("shard %s: lease lost; this worker stops reading it", shard_id)
             self._let_go(shard_id, now)
@@ -743,6 +782,8 @@ class ShardCoordinator:
             self._member.handover_failed(shard_id)  # tried again at its next look
             return
         logger.info("shard %s: handed over to %s (%s)", shard_id, taker, handed)
+        if handed and self._reporter is not None:
+            self._reporter.count("ddbstreams_leases_handed_over_total", 1, self._reporter.stream)
         self._refresh(shard_id, self._clock())
 
     def _leave_group(self) -> None:
@@ -788,6 +829,41 @@ class ShardCoordinator:
                 "last records again."
             ) from last
 
+    def _report_gauges(self, reporter: Reporter) -> None:
+        """Ages, shard counts and the heartbeat's age (on the scheduling thread, each second)."""
+        wall = self._wall_clock()
+        states = dict.fromkeys(("held", "waiting", "finished", "elsewhere"), 0)
+        for reader in list(self._readers.values()):
+            labels = reporter.shard(reader.shard_id)
+            if reader.finished:
+                states["finished"] += 1
+            elif not self._is_ready(reader.shard_id):
+                states["waiting"] += 1
+            elif self._member is not None and not self._member.holds(reader.shard_id):
+                states["elsewhere"] += 1
+            else:
+                states["held"] += 1
+                iterator_age, waiting_age = reader.ages(wall)
+                reporter.gauge("ddbstreams_iterator_age_seconds", iterator_age, labels)
+                reporter.gauge("ddbstreams_oldest_waiting_record_age_seconds", waiting_age, labels)
+                continue
+            reporter.gauge("ddbstreams_iterator_age_seconds", 0.0, labels)
+            reporter.gauge("ddbstreams_oldest_waiting_record_age_seconds", 0.0, labels)
+        for state, count in states.items():
+            reporter.gauge("ddbstreams_shards", count, {"stream": self.stream_arn, "state": state})
+        member = self._member
+        if member is not None:
+            if member.last_beat_ok is not None:
+                age = max(0.0, self._clock() - member.last_beat_ok)
+                reporter.gauge("ddbstreams_heartbeat_age_seconds", age, reporter.stream)
+            failures = member.heartbeat_failures
+            reporter.count(
+                "ddbstreams_heartbeat_failures_total",
+                failures - self._heartbeat_failures_reported,
+                reporter.stream,
+            )
+            self._heartbeat_failures_reported = failures
+
     def _status(self, shard: ShardInfo) -> ShardStatus:
         reader = self._readers[shard.shard_id]
         state: ShardState
@@ -799,6 +875,15 @@ class ShardCoordinator:
             state = "reading"
         else:
             state = "waiting"
+        held = state == "reading" and (self._member is None or self._member.holds(shard.shard_id))
+        iterator_age = waiting_age = failing_for = stalled_for = 0.0
+        if held:
+            now = self._clock()
+            iterator_age, waiting_age = reader.ages(self._wall_clock())
+            if reader.failing_since is not None:
+                failing_for = max(0.0, now - reader.failing_since)
+            if reader.waiting_created is not None:
+                stalled_for = max(0.0, now - reader.progress_at)
         return ShardStatus(
             shard_id=shard.shard_id,
             parent_shard_id=shard.parent_shard_id,
@@ -809,4 +894,9 @@ class ShardCoordinator:
             failure_kind=reader.failure_kind,
             last_error=reader.last_error,
             **reader.policy_counts(),
+            held=held,
+            iterator_age=iterator_age,
+            oldest_waiting_age=waiting_age,
+            failing_for=failing_for,
+            stalled_for=stalled_for,
         )

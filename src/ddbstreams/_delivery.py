@@ -176,10 +176,12 @@ class Delivery:
 
 @dataclass
 class _Outcome:
-    """How an attempt went: its first ``ok`` records succeeded; then ``error`` (or a stop)."""
+    """How an attempt went: its first ``ok`` records succeeded; then ``error`` (or a stop).
+    ``seconds``: how long the attempt's handler calls took."""
 
     ok: int
     error: BaseException | None = None
+    seconds: float = 0.0
 
 
 class _Pending:
@@ -236,6 +238,7 @@ class ShardDelivery:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         random_fraction: Callable[[], float],
+        keep_durations: bool = False,
     ) -> None:
         self._delivery = delivery
         self._policy = delivery.policy
@@ -254,6 +257,26 @@ class ShardDelivery:
         self.filtered = 0  # records the filter passed over
         self.failed_over = 0  # records accepted by on_failure
         self.discarded = 0  # records given up with on_failure="discard"
+        self.retries = 0  # failed handler calls to be tried again
+        # Seconds per handler call, until taken (for metrics only).
+        self._durations: list[float] | None = [] if keep_durations else None
+
+    def take_durations(self) -> list[float]:
+        """Seconds per handler call of the attempts that ended since the last take: a
+        batch handler's call, or a record handler's mean over its window."""
+        durations = self._durations
+        if not durations:
+            return []
+        self._durations = []
+        return durations
+
+    def oldest_created(self) -> float | None:
+        """The creation time (UNIX seconds) of the oldest record not done, if any."""
+        for item in self._items:
+            if not item.done:
+                created = item.record.approximate_creation_time
+                return created.timestamp() if created is not None else None
+        return None
 
     @property
     def pending(self) -> int:
@@ -378,7 +401,9 @@ class ShardDelivery:
         batch = self._policy.batching is not None
         if not self._policy.is_async and len(self._lanes) == 1:
             ((lane, window),) = ready
+            started = self._clock()
             attempt = self._batch(window) if batch else self._records(window, stopping)
+            attempt.seconds = self._clock() - started
             return self._apply(lane, window, attempt)
         for lane, window in ready:
             future: Future[_Outcome]
@@ -388,14 +413,14 @@ class ShardDelivery:
                     if batch
                     else _bound(self._records_async, window, stopping)
                 )
-                future = self._delivery.submit_async(coroutine)
+                future = self._delivery.submit_async(_timed_async(coroutine, self._clock))
             else:
                 plain = (
                     _bound(self._batch, window)
                     if batch
                     else _bound(self._records, window, stopping)
                 )
-                future = self._delivery.submit(plain)
+                future = self._delivery.submit(_timed(plain, self._clock))
             self._in_flight[lane] = (window, future)
         return False
 
@@ -411,6 +436,11 @@ class ShardDelivery:
 
     def _apply(self, lane: _Lane, window: list[_Pending], outcome: _Outcome) -> bool:
         """Mark what an attempt did; True if it failed."""
+        calls = outcome.ok + (outcome.error is not None)
+        if self._policy.batching is not None:
+            calls = 1
+        if calls and self._durations is not None:
+            self._durations.append(outcome.seconds / calls)
         if outcome.error is None:
             self._consume(lane, outcome.ok)
             if outcome.ok == len(window):
@@ -517,6 +547,7 @@ class ShardDelivery:
         if retry.bisect_on_error and remaining > 1:
             lane.windows.pop()
             lane.windows += [remaining // 2, remaining - remaining // 2]
+            self.retries += 1  # in halves
             return  # splitting is not an attempt, and is tried at once
         lane.attempts += 1
         lane.failures += 1
@@ -525,6 +556,8 @@ class ShardDelivery:
             lane.giving_up = self._failed_batch(lane, remaining, "max_attempts")
             lane.retry_at = -math.inf
             self._hand_to_on_failure(lane)
+        else:
+            self.retries += 1
 
     def _give_up_expired(self, lane: _Lane) -> None:
         """Records older than ``max_record_age`` at the lane's head go to ``on_failure``."""
@@ -674,6 +707,28 @@ def _load(lane: _Lane) -> int:
 
 def _bound(function: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: function(*args)
+
+
+def _timed(attempt: Callable[[], _Outcome], clock: Callable[[], float]) -> Callable[[], _Outcome]:
+    def timed() -> _Outcome:
+        started = clock()
+        outcome = attempt()
+        outcome.seconds = clock() - started
+        return outcome
+
+    return timed
+
+
+def _timed_async(
+    attempt: Callable[[], Coroutine[Any, Any, _Outcome]], clock: Callable[[], float]
+) -> Callable[[], Coroutine[Any, Any, _Outcome]]:
+    async def timed() -> _Outcome:
+        started = clock()
+        outcome = await attempt()
+        outcome.seconds = clock() - started
+        return outcome
+
+    return timed
 
 
 def _qualified_name(cls: type) -> str:

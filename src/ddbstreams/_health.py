@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from ._coordinator import ShardStatus
+    from ._settings import ConsumerSettings
 
 HealthStatus = Literal["healthy", "degraded", "failing"]
 
@@ -17,11 +18,16 @@ class Health:
     """What :meth:`StreamConsumer.health` says, for a liveness probe or a dashboard.
 
     - ``healthy``: running, and no shard is failing.
-    - ``degraded``: running, but some shard or the discovery of shards is retrying after
-      failures (throttling, server errors, a handler raising, a store outage...).
-    - ``failing``: not running (never started, stopped, or stopped on an error), or a shard
-      or discovery has failed ``failures_before_unhealthy`` times in a row: it is stuck
-      until someone acts, although it keeps retrying.
+    - ``degraded``: running, but some shard, the discovery of shards or the heartbeat is
+      retrying after failures (throttling, server errors, a handler raising, a store
+      outage...).
+    - ``failing``: not running (never started, stopped, or stopped on an error), or stuck
+      until someone acts, although it keeps retrying: a shard or discovery has failed
+      ``failures_before_unhealthy`` times in a row; the handler has failed for
+      ``unhealthy_handler_failing_for`` seconds without a success; records have waited that
+      long without any being done (a stuck shard, such as a handler call that never
+      returns); the heartbeats of a consumer group have failed long enough for this worker
+      to stop reading; or a shard's iterator age is above ``unhealthy_iterator_age``.
 
     ``reasons`` says why, one line per problem.
     """
@@ -36,22 +42,48 @@ class Health:
 
 
 def assess(
-    shards: Iterable[ShardStatus], failures_before_unhealthy: int, discovery_failures: int
+    shards: Iterable[ShardStatus],
+    settings: ConsumerSettings,
+    discovery_failures: int,
+    heartbeat: tuple[HealthStatus, str] | None = None,
 ) -> Health:
-    """The health of a running coordinator from its shards' failure counts."""
+    """The health of a running coordinator from its shards' state."""
     failing: list[str] = []
     degraded: list[str] = []
+    failing_for_max = settings.unhealthy_handler_failing_for
+    oldest_allowed = settings.unhealthy_iterator_age
     for shard in shards:
-        if shard.failures == 0:
-            continue
-        line = (
-            f"shard {shard.shard_id}: {shard.failures} {shard.failure_kind} failure(s) in a "
-            f"row: {shard.last_error}"
-        )
-        (failing if shard.failures >= failures_before_unhealthy else degraded).append(line)
+        name = f"shard {shard.shard_id}"
+        if shard.failures:
+            line = (
+                f"{name}: {shard.failures} {shard.failure_kind} failure(s) in a row: "
+                f"{shard.last_error}"
+            )
+            failed_enough = shard.failures >= settings.failures_before_unhealthy
+            (failing if failed_enough else degraded).append(line)
+        if shard.failing_for > 0 and shard.failing_for >= failing_for_max:
+            failing.append(
+                f"{name}: the handler has failed for {shard.failing_for:.0f}s without a "
+                f"success (unhealthy_handler_failing_for={failing_for_max:g}s)"
+            )
+        elif shard.stalled_for > 0 and shard.stalled_for >= failing_for_max:
+            failing.append(
+                f"{name}: stuck: records have waited {shard.stalled_for:.0f}s without any "
+                "being done (a handler call that does not return?)"
+            )
+        age = max(shard.iterator_age, shard.oldest_waiting_age)
+        if oldest_allowed is not None and age > oldest_allowed:
+            failing.append(
+                f"{name}: iterator age {age:.0f}s is above unhealthy_iterator_age="
+                f"{oldest_allowed:g}s"
+            )
     if discovery_failures:
         line = f"discovering shards failed {discovery_failures} time(s) in a row"
-        (failing if discovery_failures >= failures_before_unhealthy else degraded).append(line)
+        failed_enough = discovery_failures >= settings.failures_before_unhealthy
+        (failing if failed_enough else degraded).append(line)
+    if heartbeat is not None:
+        status, line = heartbeat
+        (failing if status == "failing" else degraded).append(line)
     if failing:
         return Health("failing", tuple(failing + degraded))
     if degraded:

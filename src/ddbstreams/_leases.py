@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from ._checkpoints import Checkpoint
 from ._errors import CheckpointStoreError
@@ -207,6 +207,9 @@ class GroupMember:
         self._beat = 0
         self._last_beat_ok: float | None = None
         self._last_beat_try: float | None = None
+        self.heartbeat_failures = 0  # heartbeat writes that failed, in all
+        self._beat_failing_since: float | None = None  # the first of those in a row
+        self._beat_error = ""
         self._seen: dict[str, tuple[int, float]] = {}  # worker -> (counter, when it moved)
         self.held: dict[str, int] = {}  # shard id -> epoch
         self.finished: set[str] = set()
@@ -230,6 +233,28 @@ class GroupMember:
     @property
     def tick_interval(self) -> float:
         return min(self.lease_duration / 3, LOOK_INTERVAL)
+
+    @property
+    def last_beat_ok(self) -> float | None:
+        """When (our clock) the last heartbeat succeeded; None before the first."""
+        return self._last_beat_ok
+
+    def heartbeat_trouble(self, now: float) -> tuple[Literal["degraded", "failing"], str] | None:
+        """What health should say of the heartbeats: failing once they have failed long
+        enough for this worker to stop reading (self-fencing), degraded before; None if the
+        last one succeeded."""
+        since = self._beat_failing_since
+        if since is None:
+            return None
+        failing_for = now - (self._last_beat_ok if self._last_beat_ok is not None else since)
+        if failing_for >= self.lease_duration * 2 / 3:
+            return (
+                "failing",
+                f"heartbeats have failed for {failing_for:.0f}s (lease_duration "
+                f"{self.lease_duration:g}s): this worker reads nothing until one succeeds: "
+                f"{self._beat_error}",
+            )
+        return "degraded", f"heartbeat failed: {self._beat_error}"
 
     @property
     def fenced_until(self) -> float:
@@ -393,8 +418,13 @@ class GroupMember:
             self.table.heartbeat(self.stream_arn, self.worker_id, self._beat, changes)
         except CheckpointStoreError as exc:
             logger.warning("worker %s: heartbeat failed: %s", self.worker_id, exc)
+            self.heartbeat_failures += 1
+            self._beat_error = str(exc)
+            if self._beat_failing_since is None:
+                self._beat_failing_since = now
             return
         self._last_beat_ok = now
+        self._beat_failing_since = None
         self._published = changes
 
     def _live_workers(self, beats: dict[str, Heartbeat], now: float) -> set[str]:

@@ -34,13 +34,18 @@ class RecordsPage:
 
     Take records from the ``records`` iterator in order. ``next_iterator`` is known once
     ``records`` is exhausted: a body may put ``NextShardIterator`` after its records.
+    ``size`` is the answer's size in bytes (its body; for an answer decoded elsewhere, the
+    sum of its records' ``SizeBytes``).
     """
 
-    __slots__ = ("_fields", "records")
+    __slots__ = ("_fields", "records", "size")
 
-    def __init__(self, records: Iterator[dict[str, Any]], fields: Mapping[str, Any]) -> None:
+    def __init__(
+        self, records: Iterator[dict[str, Any]], fields: Mapping[str, Any], size: int = 0
+    ) -> None:
         self.records = records
         self._fields = fields
+        self.size = size
 
     @classmethod
     def from_response(cls, response: Mapping[str, Any]) -> RecordsPage:
@@ -55,13 +60,13 @@ class RecordsPage:
                 "the answer has no Records list"
                 + ("" if "NextShardIterator" in response else " and no NextShardIterator")
             )
-        return cls(iter(records), response)
+        return cls(iter(records), response, _size_of(records))
 
     @classmethod
     def from_body(cls, body: bytes) -> RecordsPage:
         """A page whose records are decoded from the raw JSON body as they are taken."""
         fields: dict[str, Any] = {}
-        return cls(_decode_records(body, fields), fields)
+        return cls(_decode_records(body, fields), fields, len(body))
 
     @property
     def next_iterator(self) -> str | None:
@@ -133,6 +138,17 @@ def _records_of_list(text: str, pos: int) -> Generator[dict[str, Any], None, int
                 pos = skip(text, pos)
     except StopIteration as exc:  # a generator may not let StopIteration out (PEP 479)
         raise ValueError(f"expected a value at character {exc.value}") from None
+
+
+def _size_of(records: list[Any]) -> int:
+    """The sum of the records' ``SizeBytes`` (what a decoded answer says of its size)."""
+    size = 0
+    for record in records:
+        stream = record.get("dynamodb") if isinstance(record, dict) else None
+        value = stream.get("SizeBytes") if isinstance(stream, dict) else None
+        if isinstance(value, int):
+            size += value
+    return size
 
 
 def _malformed(reason: str) -> MalformedResponseError:

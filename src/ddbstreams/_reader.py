@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._leases import LeaseLostError
 from ._lineage import ShardInfo
+from ._metrics import Reporter, ShardReport
 from ._pages import RecordsPage
 from ._records import Record
 from ._settings import ConsumerSettings
@@ -91,6 +92,7 @@ class ShardReader:
         latest_pin: float | None = None,
         lease_epoch: int | None = None,
         delivery: Delivery | None = None,
+        metrics: Reporter | None = None,
     ) -> None:
         self.shard = shard
         self.stream_arn = stream_arn
@@ -131,6 +133,24 @@ class ShardReader:
         self._held: dict[str, Any] | None = None  # ...and its first record not yet handled
         self._skip_created_before: float | None = None
         self._end_reached = False
+        # Running totals for metrics and health, kept per page or per event, never per record.
+        self.bytes_delivered = 0
+        self.empty_pages = 0
+        self.malformed_pages = 0
+        self.handler_failures = 0
+        self.destination_failures = 0
+        self.retries = 0
+        self.checkpoint_writes = 0
+        self.checkpoint_failures = 0
+        self._store_seconds = 0.0  # time spent saving checkpoints (not the handler's)
+        # Creation times (UNIX seconds) of the newest record done and of the oldest fetched
+        # and not done; whether the last page was empty with nothing in hand (caught up).
+        self.newest_created: float | None = None
+        self.waiting_created: float | None = None
+        self.caught_up = False
+        self.progress_at = clock()  # when records were last done, or began to wait
+        self.failing_since: float | None = None  # the handler's first failure since a success
+        self._report = ShardReport(metrics, shard.shard_id) if metrics is not None else None
         # With delivery policies, fetched records wait in a queue of their own; reading
         # resumes after the last record queued, not the last one done.
         self._policies: ShardDelivery | None = None
@@ -145,6 +165,7 @@ class ShardReader:
                 clock=clock,
                 wall_clock=wall_clock,
                 random_fraction=random_fraction,
+                keep_durations=metrics is not None,
             )
         # Held while the handler runs and while a checkpoint is written, so that a final
         # checkpoint taken from another thread sees a consistent position.
@@ -180,7 +201,7 @@ class ShardReader:
         False if the store failed: the shard is not finished until it succeeds."""
         self.skipped = True
         try:
-            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, finished=True))
+            self._save(Checkpoint(None, finished=True))
         except LeaseLostError:
             raise
         except CheckpointStoreError as exc:
@@ -195,6 +216,52 @@ class ShardReader:
         Returns the seconds to wait before the next step: 0 while records flow, the poll
         interval after an empty page, a growing backoff after failures.
         """
+        try:
+            return self._step(stop)
+        finally:
+            if self._report is not None:
+                self.report()
+
+    def report(self) -> None:
+        """Hand the counts since the last report to the metrics (once per step)."""
+        report = self._report
+        if report is None:
+            return
+        totals = {
+            "records_handled": self.records_delivered,
+            "bytes_delivered": self.bytes_delivered,
+            "handler_failures": self.handler_failures,
+            "retries": self.retries,
+            "destination_failures": self.destination_failures,
+            "empty_pages": self.empty_pages,
+            "checkpoint_writes": self.checkpoint_writes,
+            "checkpoint_failures": self.checkpoint_failures,
+            "records_sent_to_destination": 0,
+            "records_discarded": 0,
+            "records_filtered": 0,
+        }
+        policies = self._policies
+        if policies is not None:
+            done_otherwise = policies.filtered + policies.failed_over + policies.discarded
+            totals["records_handled"] -= done_otherwise
+            totals["retries"] += policies.retries
+            totals["records_sent_to_destination"] = policies.failed_over
+            totals["records_discarded"] = policies.discarded
+            totals["records_filtered"] = policies.filtered
+            report.durations.extend(policies.take_durations())
+        report.flush(totals, self.malformed_pages)
+
+    def ages(self, now: float) -> tuple[float, float]:
+        """Iterator age and oldest waiting record's age at ``now`` (wall clock), seconds."""
+        waiting = self.waiting_created
+        newest = self.newest_created
+        if self.finished or (self.caught_up and waiting is None) or newest is None:
+            iterator_age = 0.0
+        else:
+            iterator_age = max(0.0, now - newest)
+        return iterator_age, (max(0.0, now - waiting) if waiting is not None else 0.0)
+
+    def _step(self, stop: threading.Event) -> float:
         if stop.is_set():
             return 0.0
         try:
@@ -235,6 +302,8 @@ class ShardReader:
             if isinstance(exc, MalformedResponseError):
                 # The page is dropped; a new iterator resumes after the last delivered record.
                 self._drop_page()
+                if not isinstance(exc.__cause__, UnicodeDecodeError):  # else counted per call
+                    self.malformed_pages += 1
             self._failed(_kind_of(exc), exc)
             return self._backoff()
         except LeaseLostError:
@@ -271,12 +340,26 @@ class ShardReader:
 
     def _save_checkpoint(self) -> None:
         if self.delivered != self._checkpointed:
-            self._store.save(self.stream_arn, self.shard_id, Checkpoint(self.delivered))
+            self._save(Checkpoint(self.delivered))
             self._checkpointed = self.delivered
             self.begun = True
         self._since_checkpoint = 0
         self._unsaved = 0
         self._last_checkpoint_at = self._clock()
+
+    def _save(self, checkpoint: Checkpoint) -> None:
+        """Save to the store, counting writes, failures and the time it took."""
+        started = self._clock()
+        try:
+            self._store.save(self.stream_arn, self.shard_id, checkpoint)
+        except LeaseLostError:
+            raise
+        except CheckpointStoreError:
+            self.checkpoint_failures += 1
+            raise
+        finally:
+            self._store_seconds += self._clock() - started
+        self.checkpoint_writes += 1
 
     def _save_progress(self) -> bool:
         """Checkpoint unless the store is failing and its retry is not due; False if not saved."""
@@ -315,11 +398,18 @@ class ShardReader:
             return False
         self._page = page
         self._held = next(page.records, None)
-        if self._skip_created_before is not None:
+        if self._held is None:
+            self.empty_pages += 1
+        elif self._skip_created_before is not None:
             self._skip_before_pin()
         if self._held is None:
+            self.caught_up = not self._has_pending
             self._page_read()
             return False
+        self.caught_up = False
+        if self.waiting_created is None:
+            self.waiting_created = _created_at(self._held)
+            self.progress_at = self._clock()  # records wait from now
         return True
 
     def _skip_before_pin(self) -> None:
@@ -341,6 +431,7 @@ class ShardReader:
         assert self._page is not None
         self._iterator = self._page.next_iterator
         self._end_reached = self._iterator is None
+        self.bytes_delivered += self._page.size
         self._page = None
 
     def _acquire_iterator(self) -> str:
@@ -355,9 +446,7 @@ class ShardReader:
             # Pinned when the consumer met the stream: never a LATEST iterator, which would
             # skip what was written between that moment and this first step.
             pin = self._latest_at if self._latest_at is not None else self._wall_clock()
-            self._store.save(
-                self.stream_arn, self.shard_id, Checkpoint(None, latest_at=pin, begun_at=pin)
-            )
+            self._save(Checkpoint(None, latest_at=pin, begun_at=pin))
             self._latest_at, self._begun_at, self.begun = pin, pin, True
         if self._latest_at is not None:
             # Creation times are rounded down to the second: so is the pin.
@@ -398,7 +487,7 @@ class ShardReader:
         """Store that this shard's reading has begun, and when (lineage prunes only then)."""
         began = self._wall_clock()
         try:
-            self._store.save(self.stream_arn, self.shard_id, Checkpoint(None, begun_at=began))
+            self._save(Checkpoint(None, begun_at=began))
             self.begun, self._begun_at = True, began
         except LeaseLostError:
             raise
@@ -468,8 +557,9 @@ class ShardReader:
         clock, stopping = self._clock, self._stopping(stop)
         due_at = max(self._last_checkpoint_at + interval, self._store_retry_at)
         since, unsaved = self._since_checkpoint, self._unsaved
-        handled = 0
+        handled = failed = 0
         last: dict[str, Any] | None = None
+        started, store_seconds = clock(), self._store_seconds
         try:
             while raw is not None and not stopping():
                 try:
@@ -477,6 +567,7 @@ class ShardReader:
                     if result is not None:
                         check_record_result(handler, raw, result)
                 except Exception as exc:
+                    failed = 1
                     self._handler_failed(raw, exc)
                     return False
                 last = raw
@@ -485,6 +576,7 @@ class ShardReader:
                 unsaved += 1
                 if since >= every or clock() >= due_at:
                     self.delivered = raw["dynamodb"]["SequenceNumber"]
+                    self.progress_at = clock()
                     if self._save_progress():
                         unsaved = 0
                     since = 0
@@ -497,7 +589,14 @@ class ShardReader:
             if last is not None:
                 self.delivered = last["dynamodb"]["SequenceNumber"]
                 self.records_delivered += handled
+                self.newest_created = _created_at(last)
+                self.waiting_created = _created_at(raw) if raw is not None else None
+                self.progress_at = clock()
             self._since_checkpoint, self._unsaved = since, unsaved
+            if self._report is not None and handled + failed:
+                # One observation per step: the mean per call, checkpoint writes left out.
+                spent = clock() - started - (self._store_seconds - store_seconds)
+                self._report.durations.append(max(spent, 0.0) / (handled + failed))
         if raw is None:
             self._page_read()
         return True
@@ -521,6 +620,7 @@ class ShardReader:
                 self._stopping(stop), self._end_reached, block=self._settings.poll_interval
             )
             self._take_done(policies)
+        self.waiting_created = policies.oldest_created()
         if self._end_reached and not policies.pending:
             if stop.is_set() or not self._finish():
                 return 0.0 if stop.is_set() else self._backoff()
@@ -550,6 +650,8 @@ class ShardReader:
         if last is not None:
             self.delivered = last["dynamodb"]["SequenceNumber"]
             self.records_delivered += done
+            self.newest_created = _created_at(last)
+            self.progress_at = self._clock()
             self._since_checkpoint += done
             self._unsaved += done
 
@@ -565,18 +667,28 @@ class ShardReader:
                 self._held = next(self._page.records, None)
         finally:
             if raws:
+                if not policies.pending:
+                    self.progress_at = self._clock()  # records wait from now
                 policies.add(raws)
                 self._read_to = raws[-1]["dynamodb"]["SequenceNumber"]
         self._page_read()
 
     def _handler_failed(self, raw: dict[str, Any], exc: Exception) -> None:
         sequence_number = raw.get("dynamodb", {}).get("SequenceNumber")
+        self.retries += 1  # a record handler's record is retried until it succeeds
         self._failed("handler", exc, f"the handler raised on record {sequence_number}")
 
     def _failed(self, kind: FailureKind, exc: BaseException, what: str = "") -> None:
         """Count a failure; log it, as an error with its traceback once it keeps happening."""
         self.failures = self.failures + 1 if kind == self.failure_kind else 1
         self.failure_kind = kind
+        if kind == "handler" or kind == "destination":
+            if kind == "handler":
+                self.handler_failures += 1
+            else:
+                self.destination_failures += 1
+            if self.failing_since is None:
+                self.failing_since = self._clock()
         self.last_error = f"{what}: {exc}" if what else str(exc)
         threshold = self._settings.failures_before_unhealthy
         escalated = self.failures % threshold == 0
@@ -601,14 +713,13 @@ class ShardReader:
                 self.failure_kind,
             )
         self.failures, self.failure_kind, self.last_error = 0, None, None
+        self.failing_since = None
 
     def _finish(self) -> bool:
         """Store that the shard was read to its end; False if the store failed."""
         with self._lock:
             try:
-                self._store.save(
-                    self.stream_arn, self.shard_id, Checkpoint(self.delivered, finished=True)
-                )
+                self._save(Checkpoint(self.delivered, finished=True))
             except LeaseLostError:
                 raise
             except CheckpointStoreError as exc:

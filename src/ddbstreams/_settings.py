@@ -58,6 +58,15 @@ class ConsumerSettings:
             ``failing``; it keeps retrying.
         startup_timeout: seconds to keep trying an endpoint that cannot be reached when the
             consumer starts (for example one that is still starting) before giving up.
+        unhealthy_handler_failing_for: :meth:`StreamConsumer.health` says ``failing`` once
+            a shard's handler (or ``on_failure``) has failed for this many seconds without
+            a success, or a shard's records have waited this long without any being done
+            (a stuck shard: a handler call that does not return, say).
+        unhealthy_iterator_age: if set, :meth:`StreamConsumer.health` says ``failing``
+            while a shard's iterator age (or its oldest waiting record's age) is above this
+            many seconds. Off by default: a restart does not help a consumer catch up, so
+            give this threshold to a readiness probe or an alert rather than a liveness
+            probe.
     """
 
     start_position: StartPosition = "TRIM_HORIZON"
@@ -75,6 +84,8 @@ class ConsumerSettings:
     max_records_without_checkpoint: int = 10_000
     failures_before_unhealthy: int = 10
     startup_timeout: float = 10.0
+    unhealthy_handler_failing_for: float = 300.0
+    unhealthy_iterator_age: float | None = None
 
     def __post_init__(self) -> None:
         start_position = canonical_start_position(self.start_position)
@@ -97,8 +108,11 @@ class ConsumerSettings:
             "handler_retry_initial",
             "handler_retry_max",
             "startup_timeout",
+            "unhealthy_handler_failing_for",
         ):
             _check_seconds(name, getattr(self, name))
+        if self.unhealthy_iterator_age is not None:
+            _check_seconds("unhealthy_iterator_age", self.unhealthy_iterator_age)
         _check_int("batch_size", self.batch_size, 1, 1000)
         _check_int("checkpoint_every", self.checkpoint_every, 1, None)
         _check_int("max_workers", self.max_workers, 1, None)
