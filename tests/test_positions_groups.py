@@ -113,3 +113,34 @@ def test_a_seek_by_time_while_two_workers_run_makes_them_read_again_from_that_ti
     finally:
         for worker in workers:
             worker.stop(timeout=10)
+
+
+def test_a_seek_to_the_stored_position_still_takes_the_lease_from_a_worker_that_read_past_it(
+    local_endpoint: LocalEndpoint,
+) -> None:
+    # A worker has delivered records but not checkpointed them yet (a long
+    # checkpoint_interval): the stored position already is the target, yet the worker is
+    # past it. Found by a new-user run: the seek said "nothing to change" and replayed nothing.
+    sim = StreamSimulator()
+    store = new_store(local_endpoint, lease_duration=3.0)
+    collector = RecordCollector()
+    lazy = ConsumerSettings(poll_interval=0.01, checkpoint_every=10_000, checkpoint_interval=600)
+    worker = StreamConsumer(collector, stream_arn=sim.stream_arn, client=sim,
+                            checkpoint_store=store, settings=lazy, worker_id="w1")  # fmt: skip
+    for n in range(3):
+        sim.insert(order(n))
+    worker.start()
+    try:
+        collector.wait_for(3)
+        wait_until(lambda: owners(store, sim.stream_arn) == [("w1", 1)])
+        positions = Positions(store, stream_arn=sim.stream_arn, client=sim)
+        plan = positions.plan_seek(to="trim-horizon")
+        (move,) = plan.moves
+        assert move.held_by == "w1" and move.changes
+        outcome = positions.apply(plan, wait_for_workers=20.0)
+        assert outcome.taken_from == {move.shard_id: "w1"}
+        collector.wait_for(6)  # the three records again, from the oldest
+    finally:
+        worker.stop(10)
+    numbers = [int(r.new_image["n"]) for r in collector.records]  # type: ignore[index]
+    assert numbers == [0, 1, 2, 0, 1, 2]

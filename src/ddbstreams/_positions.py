@@ -103,10 +103,13 @@ class ShardMove:
     scanned: int = 0
     next_sequence_number: str | None = None
     next_created_at: float | None = None
+    held_by: str | None = None  # the worker reading it now (a lease table's owner)
 
     @property
     def changes(self) -> bool:
-        return self.before != self.after
+        """True if the seek writes something: a new position, or a lease taken from a
+        running worker, whose position in memory may be past the stored one."""
+        return self.before != self.after or self.held_by is not None
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,26 @@ class Positions:
                 "give exactly one of to_time=, to_sequence=, after_sequence= or to= "
                 f"(got {', '.join(given) or 'none'})"
             )
+        plan = self._plan(to_time, to_sequence, after_sequence, shard_id, to)
+        leases = self._leases()
+        held = {
+            shard: lease.owner
+            for shard, lease in leases.items()
+            if lease.owner is not None and not lease.finished
+        }
+        if not held:
+            return plan
+        moves = tuple(replace(move, held_by=held.get(move.shard_id)) for move in plan.moves)
+        return replace(plan, moves=moves)
+
+    def _plan(
+        self,
+        to_time: float | datetime | None,
+        to_sequence: str | None,
+        after_sequence: str | None,
+        shard_id: str | None,
+        to: SeekTo | None,
+    ) -> SeekPlan:
         if (to_sequence is not None or after_sequence is not None) != (shard_id is not None):
             raise ConfigurationError(
                 "shard_id= goes with to_sequence= or after_sequence=, and only with them"
@@ -869,11 +892,15 @@ def describe_moves(moves: Iterable[ShardMove]) -> list[str]:
     """One line per move: shard, before -> after, why, scanned."""
     lines = []
     for move in moves:
-        change = (
-            f"{describe_checkpoint(move.before)} -> {describe_checkpoint(move.after)}"
-            if move.changes
-            else f"unchanged: {describe_checkpoint(move.after)}"
-        )
+        if move.before != move.after:
+            change = f"{describe_checkpoint(move.before)} -> {describe_checkpoint(move.after)}"
+        elif move.held_by is not None:
+            change = (
+                f"{describe_checkpoint(move.after)}, taken from {move.held_by}, which may "
+                "have read past it"
+            )
+        else:
+            change = f"unchanged: {describe_checkpoint(move.after)}"
         detail = move.why
         if move.next_sequence_number is not None:
             detail += f"; next record {move.next_sequence_number}"
