@@ -181,9 +181,11 @@ def test_bad_seeks_are_configuration_errors_that_say_what_to_do() -> None:
     with pytest.raises(ConfigurationError, match="exactly one of"):
         positions.plan_seek(to="latest", to_time=0.0)
     with pytest.raises(ConfigurationError, match="is not in stream"):
-        positions.plan_seek(to_sequence="1", shard_id="shardId-nope")
-    with pytest.raises(ConfigurationError, match=r"has no record 7\b"):
+        positions.plan_seek(to_sequence="1" + "0" * 20, shard_id="shardId-nope")
+    with pytest.raises(ConfigurationError, match=r"'7' is not a sequence number: .* 21 to 40"):
         positions.plan_seek(after_sequence="7", shard_id=parent)
+    with pytest.raises(ConfigurationError, match=r"has no record 7\d+"):
+        positions.plan_seek(after_sequence="7" + "0" * 20, shard_id=parent)
     with pytest.raises(ConfigurationError, match="no record at or after"):
         positions.plan_seek(to_sequence=str(int(first[-1]) + 1), shard_id=parent)
 

@@ -169,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
         description=_wrapped(
             "Consume Amazon DynamoDB Streams: print a table's changes as they happen (tail), "
             "serve DynamoDB and DynamoDB Streams locally (local), show a consumer group's "
-            "leases (leases), or send failed batches back through a handler (replay)."
+            "leases (leases), show or move a consumer's positions (checkpoints), or send "
+            "failed batches back through a handler (replay)."
         ),
         epilog="'ddbstreams COMMAND --help' tells a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -342,8 +342,11 @@ class Positions:
         assert shard_id is not None
         sequence = to_sequence if to_sequence is not None else after_sequence
         assert sequence is not None
-        if not sequence.isdigit():
-            raise ConfigurationError(f"{sequence!r} is not a sequence number (digits only)")
+        if not sequence.isdigit() or not 21 <= len(sequence) <= 40:
+            raise ConfigurationError(
+                f"{sequence!r} is not a sequence number: DynamoDB Streams writes them with 21 "
+                "to 40 digits (see `ddbstreams checkpoints show` or a record's sequence_number)"
+            )
         return self._plan_record(shard_id, sequence, inclusive=to_sequence is not None)
 
     def plan_reset(self) -> SeekPlan:

@@ -105,6 +105,7 @@ def add_checkpoints_command(commands: Any, parents: list[argparse.ArgumentParser
     )
     target.add_argument(
         "--to",
+        type=lambda text: text.lower().replace("_", "-"),  # as tail --from: any spelling
         choices=("trim-horizon", "latest"),
         help="the oldest record still retained, or only records created from now on",
     )
