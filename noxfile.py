@@ -48,7 +48,7 @@ MINISTACK = "ministack>=1.5,<1.6"
 @nox.session
 def compat(session: nox.Session) -> None:
     """Integration tests against a second server, MiniStack, plus MiniStack-only cases."""
-    session.install("-e", ".", *group("test"))  # no moto: MiniStack is the endpoint
+    session.install("-e", ".", *group("test"), *group("test-metrics"))  # no moto: MiniStack serves
     python = _ministack_python(session)
     spec = importlib.util.spec_from_file_location(
         "ministack_endpoint", Path(__file__).parent / "tests" / "ministack_endpoint.py"
