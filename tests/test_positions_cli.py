@@ -221,6 +221,10 @@ def test_bad_input_exit_codes_and_messages(
     assert status == 2 and "invalid choice: 'earliest'" in err
     status, _, err = run_cli(capsys, "show", "--sqlite", str(tmp_path / "nope.db"), "--table", "t")
     assert status == 1 and "no checkpoint file at" in err
+    not_sqlite = tmp_path / "notes.txt"
+    not_sqlite.write_text("not a database\n" * 100)
+    status, _, err = run_cli(capsys, "show", "--sqlite", str(not_sqlite), "--table", "t")
+    assert status == 1 and "--sqlite" in err and "--checkpoint-db" not in err, err
     status, _, err = run_cli(capsys, "show", "--sqlite", str(db), "--table", "no-such", *endpoint)
     assert status == 1 and "table 'no-such' was not found" in err
     status, _, err = run_cli(capsys, "seek", *where, "--to-time", "2999-01-01T00:00Z")

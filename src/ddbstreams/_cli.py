@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.run(args)
         return result
     except DDBStreamsError as exc:
-        print(f"ddbstreams: error: {in_cli_words(str(exc))}", file=sys.stderr)
+        sqlite_flag = "--sqlite" if hasattr(args, "sqlite") else "--checkpoint-db"
+        print(f"ddbstreams: error: {in_cli_words(str(exc), sqlite_flag)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -66,9 +67,12 @@ CLI_WORDS = (
 )
 
 
-def in_cli_words(message: str) -> str:
-    """An error message of the Python API, with the command line's names for its parameters."""
+def in_cli_words(message: str, sqlite_flag: str = "--checkpoint-db") -> str:
+    """An error message of the Python API, with the command line's names for its parameters
+    (``sqlite_flag``: the command's option for a SQLite file)."""
     for api_words, cli_words in CLI_WORDS:
+        if cli_words == "--checkpoint-db":
+            cli_words = sqlite_flag
         message = message.replace(api_words, cli_words)
     return message
 
@@ -565,7 +569,14 @@ def _leases(args: argparse.Namespace) -> int:
         print(json.dumps({"group": args.group, "streams": report}, indent=2))
         return 0
     if not report:
-        print(f"group {args.group!r} has no leases in {args.table!r}")
+        others = sorted(set(store.groups()) - {args.group})
+        print(
+            f"ddbstreams: error: group {args.group!r} has no leases in {args.table!r}"
+            + (f"; groups there: {', '.join(others)}" if others else "; the table is empty")
+            + ". Check --group and the TABLE argument.",
+            file=sys.stderr,
+        )
+        return 1
     for arn, leases in report.items():
         held = Counter(lease["owner"] or "(free)" for lease in leases if not lease["finished"])
         print(
