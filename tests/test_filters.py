@@ -20,6 +20,7 @@ import base64
 import copy
 import itertools
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -955,3 +956,14 @@ def test_the_examples_in_docs_filters_md() -> None:
 
 def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def test_a_name_records_do_not_have_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="ddbstreams"):
+        compile_filter({"eventName": ["INSERT"], "dynamodb": {"NewImage": {"a": {"S": ["x"]}}}})
+        assert caplog.records == []  # the names of the issue's own filter: no warning
+        compile_filter({"eventname": ["INSERT"], "dynamodb": {"newImage": {"a": {"S": ["x"]}}}})
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 2
+    assert "names 'eventname', which DynamoDB stream records do not have" in warned[0]
+    assert "pattern at dynamodb names 'newImage'" in warned[1]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -71,6 +72,8 @@ _IMAGE_KEYS = frozenset({"Keys", "NewImage", "OldImage"})
 _NUMBER_TYPE_KEYS = frozenset({"N", "NS"})
 _LOWER_OPS = frozenset({">", ">="})
 _UPPER_OPS = frozenset({"<", "<="})
+
+logger = logging.getLogger("ddbstreams")
 
 
 def compile_filter(criteria: object) -> Callable[[dict[str, Any]], bool]:
@@ -221,6 +224,31 @@ def _compile_pattern(pattern: dict[str, Any], where: str) -> _NodeMatcher:
     return _compile_object(pattern, where, ())
 
 
+# The fields of a DynamoDB Streams record, and of its "dynamodb" member: a rule on any
+# other name (often a case slip, "eventname") can never match, which is worth a warning.
+RECORD_FIELDS = frozenset(
+    {"eventID", "eventName", "eventVersion", "eventSource", "awsRegion", "dynamodb"}
+    | {"userIdentity"}
+)
+STREAM_RECORD_FIELDS = frozenset(
+    {"ApproximateCreationDateTime", "Keys", "NewImage", "OldImage", "SequenceNumber"}
+    | {"SizeBytes", "StreamViewType"}
+)
+
+
+def _warn_if_unknown(key: str, where: str, path: tuple[str, ...]) -> None:
+    known = {(): RECORD_FIELDS, ("dynamodb",): STREAM_RECORD_FIELDS}.get(path)
+    if known is None or key in known or key == "$or":
+        return
+    logger.warning(
+        "filter: %s names %r, which DynamoDB stream records do not have (at this level: %s), "
+        "so that rule never matches; names are case-sensitive",
+        _at(where, path),
+        key,
+        ", ".join(sorted(known)),
+    )
+
+
 def _compile_object(obj: dict[str, Any], where: str, path: tuple[str, ...]) -> _NodeMatcher:
     if not obj:
         raise _error(
@@ -232,6 +260,7 @@ def _compile_object(obj: dict[str, Any], where: str, path: tuple[str, ...]) -> _
     for key, value in obj.items():
         if not isinstance(key, str):
             raise _error(_at(where, path), f"has a non-string key {key!r}", "allowed: strings")
+        _warn_if_unknown(key, where, path)
         if key == "$or" and isinstance(value, list):
             parts.append(_compile_or(value, where, path))
         elif isinstance(value, dict):
