@@ -754,3 +754,28 @@ def test_a_malformed_filter_is_refused_when_the_consumer_is_built() -> None:
     with pytest.raises(ConfigurationError, match=r"invalid filter: .*prefix"):
         StreamConsumer(print, stream_arn=sim.stream_arn, client=sim,
                        filter={"eventName": [{"prefix": 3}]})  # fmt: skip
+
+
+def test_attempts_count_from_the_record_that_failed_not_from_the_batch() -> None:
+    # Found by mutation testing: nothing checked that a partial success restarts the count.
+    sim = StreamSimulator()
+    for n in range(3):
+        sim.insert(item(n))
+    calls: list[list[int]] = []
+    failed: list[FailedBatch] = []
+    until = Until(lambda: bool(failed))
+
+    def handle(batch: list[Record]) -> BatchResult:
+        calls.append(numbers(batch))
+        return BatchResult(failed=[r for r in batch if numbers([r]) == [1]])
+
+    def give_up(batch: FailedBatch) -> None:
+        failed.append(batch)
+        until.poke()
+
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.001)
+    run_until(until, handle, sim, batching=Batching(3), retry=retry, on_failure=give_up)
+    # Record 0 succeeded in the first call; record 1 then gets its own two attempts.
+    assert calls == [[0, 1, 2], [1, 2]]
+    (batch,) = failed
+    assert (numbers(list(batch.records)), batch.attempts) == ([1, 2], 2)
