@@ -152,13 +152,7 @@ class DynamoDBCheckpointStore:
     # ------------------------------------------------------------------ CheckpointStore
 
     def load(self, stream_arn: str, shard_id: str) -> Checkpoint | None:
-        item = self._call(
-            "read",
-            self._db.get_item,
-            TableName=self.table_name,
-            Key=self._key(stream_arn, f"shard|{shard_id}"),
-            ConsistentRead=True,
-        ).get("Item")
+        item = self._shard_item(stream_arn, shard_id)
         return _checkpoint(item) if item else None
 
     def load_all(self, stream_arn: str) -> dict[str, Checkpoint]:
@@ -228,7 +222,7 @@ class DynamoDBCheckpointStore:
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise self._error("write", exc) from exc
-            current = self._lease(stream_arn, shard_id)
+            current = self.lease(stream_arn, shard_id)
             if worker is not None and (
                 current is None or current.owner != worker or current.epoch != epoch
             ):
@@ -465,17 +459,19 @@ class DynamoDBCheckpointStore:
 
     def lease(self, stream_arn: str, shard_id: str) -> Lease | None:
         """One shard's lease (a consistent read), or None if it has none."""
-        return self._lease(stream_arn, shard_id)
+        item = self._shard_item(stream_arn, shard_id)
+        return _lease(item) if item else None
 
-    def _lease(self, stream_arn: str, shard_id: str) -> Lease | None:
-        item = self._call(
+    def _shard_item(self, stream_arn: str, shard_id: str) -> dict[str, Any] | None:
+        """A shard's item (its lease and checkpoint), read consistently."""
+        item: dict[str, Any] | None = self._call(
             "read",
             self._db.get_item,
             TableName=self.table_name,
             Key=self._key(stream_arn, f"shard|{shard_id}"),
             ConsistentRead=True,
         ).get("Item")
-        return _lease(item) if item else None
+        return item
 
     def _query(self, stream_arn: str, prefix: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
