@@ -15,12 +15,19 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ddbstreams import ConsumerSettings
 from ddbstreams.testing import LocalEndpoint, create_order_table
 
 ENDPOINT_URL = os.environ.get("DDBSTREAMS_TEST_ENDPOINT_URL")
 SERVER = os.environ.get("DDBSTREAMS_TEST_SERVER", "external" if ENDPOINT_URL else "moto")
+
+# A suite run draws the same examples every time, so it never passes or fails by luck;
+# `HYPOTHESIS_PROFILE=explore` draws new ones to hunt for cases the fixed ones miss.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 FAST = ConsumerSettings(poll_interval=0.02, checkpoint_interval=0.2, handler_retry_initial=0.01)
 _table_numbers = itertools.count(1)

@@ -140,7 +140,8 @@ def keys(s3: Any, bucket: str) -> list[str]:
 # AttributeValues as botocore's own parser gives them (bytes for B and BS) or as the wire does.
 _leaf = st.one_of(
     st.builds(lambda s: {"S": s}, st.text(max_size=20)),
-    st.builds(lambda n: {"N": str(n)}, st.integers()),
+    # DynamoDB numbers carry at most 38 significant digits; the wire never holds a longer one.
+    st.builds(lambda n: {"N": str(n)}, st.integers(min_value=1 - 10**38, max_value=10**38 - 1)),
     st.builds(lambda b: {"B": b}, st.binary(max_size=20)),
     st.builds(lambda bs: {"BS": bs}, st.lists(st.binary(min_size=1, max_size=8), max_size=3)),
     st.builds(lambda b: {"BOOL": b}, st.booleans()),
