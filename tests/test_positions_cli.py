@@ -216,7 +216,7 @@ def test_bad_input_exit_codes_and_messages(
     status, _, err = run_cli(capsys, "seek", *where, "--to-time", "last tuesday")
     assert status == 2 and "is not a time: give ISO 8601 with a time zone" in err
     status, _, err = run_cli(capsys, "seek", *where, "--to-sequence", "12")
-    assert status == 1 and "--shard goes with --to-sequence" in err
+    assert status == 2 and "--shard goes with --to-sequence" in err
     status, _, err = run_cli(capsys, "seek", *where, "--to", "earliest")
     assert status == 2 and "invalid choice: 'earliest'" in err
     status, _, err = run_cli(capsys, "show", "--sqlite", str(tmp_path / "nope.db"), "--table", "t")
@@ -237,7 +237,49 @@ def test_bad_input_exit_codes_and_messages(
     )
     assert status == 1
     assert err.startswith("ddbstreams: error: could not describe the lease table 'leases'")
+    assert "pass --endpoint-url" not in err  # it was given
     assert len(err.strip().splitlines()) == 1
+
+    # A usage slip is a usage error (exit 2), as argparse's own are.
+    status, _, err = run_cli(capsys, "show", *where, "--group", "g")
+    assert status == 2 and "--group goes with --dynamodb" in err
+
+
+def test_a_wrong_lease_table_endpoint_or_region_is_named_with_its_fix(
+    local_endpoint: LocalEndpoint,
+    order_table: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(variable, raising=False)
+    where = ["--table", order_table]
+
+    # A misspelt table: the fix on the command line, not the Python API's create_table.
+    status, _, err = run_cli(
+        capsys, "show", "--dynamodb", "no-such-leases", *where, "--endpoint-url", local_endpoint.url
+    )
+    assert status == 1
+    assert (
+        "the lease table 'no-such-leases' does not exist (check the name, --region and "
+        "--endpoint-url)" in err
+    )
+    assert "start a consumer on it first" in err
+    assert "create_table" not in err
+
+    # An endpoint URL that answers with a web page: named, not printed.
+    status, _, err = run_cli(
+        capsys, "show", "--dynamodb", "leases", *where, "--endpoint-url", local_endpoint.url + "/x/"
+    )
+    assert status == 1 and "with a web page, not an AWS answer" in err, err
+    assert "<" not in err and len(err.strip().splitlines()) == 1
+
+    # No --endpoint-url: AWS itself was asked (a region with no endpoint fails at once here).
+    status, _, err = run_cli(
+        capsys, "show", "--dynamodb", "leases", *where, "--region", "xx-nowhere-1"
+    )
+    assert status == 1 and "could not reach the endpoint" in err, err
+    assert "no --endpoint-url was given, so this went to AWS itself" in err
 
 
 def test_the_command_runs_as_a_process_with_its_exit_status(tmp_path: Path) -> None:

@@ -44,15 +44,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except DDBStreamsError as exc:
         sqlite_flag = "--sqlite" if hasattr(args, "sqlite") else "--checkpoint-db"
-        print(f"ddbstreams: error: {in_cli_words(str(exc), sqlite_flag)}", file=sys.stderr)
+        message = in_cli_words(str(exc), sqlite_flag)
+        if "could not reach the endpoint" in message and _went_to_aws(args):
+            message += (
+                " (no --endpoint-url was given, so this went to AWS itself; for a local "
+                "endpoint, pass --endpoint-url URL)"
+            )
+        print(f"ddbstreams: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
+def _went_to_aws(args: argparse.Namespace) -> bool:
+    """Whether the command talked to AWS itself: no --endpoint-url, and none from botocore's
+    environment variables either."""
+    settings = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+    )
+    return getattr(args, "endpoint_url", "") is None and not any(map(os.environ.get, settings))
+
+
 # Error messages name the Python API's parameters; on the command line, the flags that set them.
 CLI_WORDS = (
     ("region_name='us-east-1'", "--region us-east-1"),
+    (
+        "or pass create_table=True to have it created on first use",
+        "or start a consumer on it first (a DynamoDBCheckpointStore creates its table)",
+    ),
     ("region_name", "--region"),
     ("endpoint_url", "--endpoint-url"),
     ("table_name=", "the TABLE argument"),

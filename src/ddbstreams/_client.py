@@ -158,6 +158,35 @@ def build_boto3_clients(
     return streams, dynamodb
 
 
+def _client_error_parts(exc: ClientError) -> tuple[str, int, str]:
+    """A service error's code, HTTP status and message, short and safe to print. A web page
+    in place of an AWS answer (an endpoint URL that points at some other server) is named,
+    not printed."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = redact(str(error.get("Message", "")).strip())
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if message[:200].lower().lstrip().startswith(("<!doctype html", "<html")):
+        message = (
+            f"the endpoint answered HTTP {status} with a web page, not an AWS answer: check "
+            "that endpoint_url is the DynamoDB endpoint"
+        )
+    return code, status, message[:300]
+
+
+def error_text(exc: Exception) -> str:
+    """One short line for a botocore error, for messages that are not ``map_error``'s."""
+    if isinstance(exc, ClientError):
+        code, status, message = _client_error_parts(exc)
+        return f"{code or status}: {message}"
+    if isinstance(exc, (HTTPClientError, ConnectionError)):
+        return (
+            f"could not reach the endpoint ({exc}). Check endpoint_url / region_name and that "
+            "the endpoint is running and reachable"
+        )
+    return redact(str(exc))
+
+
 def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
     """Translate a botocore error into the ddbstreams error a user can act on."""
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
@@ -167,17 +196,11 @@ def map_error(exc: Exception, operation: str, resource: str) -> DDBStreamsError:
             "a local endpoint accepts any dummy values."
         )
     if isinstance(exc, (HTTPClientError, ConnectionError)):
-        return EndpointUnreachableError(
-            f"{operation} could not reach the endpoint ({exc}). Check endpoint_url / "
-            "region_name and that the endpoint is running and reachable."
-        )
+        return EndpointUnreachableError(f"{operation} {error_text(exc)}.")
     if not isinstance(exc, ClientError):
         return ServiceError(f"{operation} failed: {exc}")
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    message = redact(str(error.get("Message", "")).strip())
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    detail = f"{operation} on {resource} failed: {code or status}: {message[:300]}"
+    code, status, message = _client_error_parts(exc)
+    detail = f"{operation} on {resource} failed: {code or status}: {message}"
     if code in _THROTTLING_CODES:
         return ThrottledError(detail)
     if code == "ExpiredIteratorException":

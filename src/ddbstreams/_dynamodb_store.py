@@ -28,6 +28,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ._checkpoints import Checkpoint
+from ._client import error_text
 from ._errors import CheckpointStoreError, ConfigurationError
 from ._leases import Heartbeat, Lease, LeaseLostError
 from ._lineage import ShardInfo
@@ -112,8 +113,9 @@ class DynamoDBCheckpointStore:
                 raise self._error("describe", exc) from exc
             if not create:
                 raise CheckpointStoreError(
-                    f"the lease table {self.table_name!r} does not exist. Create it (key "
-                    "schema: pk HASH, sk RANGE, both strings), or leave create_table=True."
+                    f"the lease table {self.table_name!r} does not exist (check the name, "
+                    "region_name and endpoint_url). Create it (key schema: pk HASH, sk RANGE, "
+                    "both strings), or pass create_table=True to have it created on first use."
                 ) from exc
             described = self._create_table()
         except BotoCoreError as exc:
@@ -537,7 +539,7 @@ class DynamoDBCheckpointStore:
                 "workers' in the docs for the policy."
             )
         return CheckpointStoreError(
-            f"could not {action} the lease table {self.table_name!r}: {exc}"
+            f"could not {action} the lease table {self.table_name!r}: {error_text(exc)}"
         )
 
 

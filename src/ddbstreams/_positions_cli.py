@@ -77,7 +77,7 @@ def add_checkpoints_command(commands: Any, parents: list[argparse.ArgumentParser
         action="store_false",
         help="do not read the stream to tell each shard's lag (one page per shard)",
     )
-    show.set_defaults(run=_show)
+    show.set_defaults(run=_show, parser=show)
 
     seek = actions.add_parser(
         "seek",
@@ -121,7 +121,7 @@ def add_checkpoints_command(commands: Any, parents: list[argparse.ArgumentParser
         help="with --dynamodb: how long to wait for running workers to take the moved "
         "shards again (default: %(default)g; 0: do not wait)",
     )
-    seek.set_defaults(run=_seek)
+    seek.set_defaults(run=_seek, parser=seek)
 
     reset = actions.add_parser(
         "reset",
@@ -132,7 +132,7 @@ def add_checkpoints_command(commands: Any, parents: list[argparse.ArgumentParser
     )
     _common(reset)
     reset.add_argument("--dry-run", action="store_true", help="print what would change")
-    reset.set_defaults(run=_reset)
+    reset.set_defaults(run=_reset, parser=reset)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +175,7 @@ def _open(args: argparse.Namespace) -> Positions:
     """The store and the stream the options name, checked: an unknown group or a missing
     file is an error, not an empty position."""
     if args.group is not None and args.dynamodb is None:
-        raise ConfigurationError("--group goes with --dynamodb")
+        args.parser.error("--group goes with --dynamodb")  # a usage error: exit status 2
     store: CheckpointStore
     if args.sqlite is not None:
         if not os.path.isfile(args.sqlite):
@@ -271,9 +271,7 @@ def _duration(seconds: float) -> str:
 def _seek(args: argparse.Namespace) -> int:
     sequence = args.to_sequence if args.to_sequence is not None else args.after_sequence
     if (sequence is not None) != (args.shard is not None):
-        raise ConfigurationError(
-            "--shard goes with --to-sequence or --after-sequence, and they need it"
-        )
+        args.parser.error("--shard goes with --to-sequence or --after-sequence, and they need it")
     positions = _open(args)
     plan = positions.plan_seek(
         to_time=args.to_time,
