@@ -78,10 +78,27 @@ class Counts:
         self.requests: Counter[str] = Counter()
         self.purposes: Counter[str] = Counter()
         self.items_read = 0
+        self.read_units = 0
 
     def snapshot(self) -> tuple[Counter[str], Counter[str], int]:
         with self.lock:
             return Counter(self.requests), Counter(self.purposes), self.items_read
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it (near enough: names and values, numbers by digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        for kind, text in value.items():
+            size += 1 if kind in ("BOOL", "NULL") else len(str(text).encode())
+    return size
+
+
+def read_units(result: dict[str, Any]) -> int:
+    """Read capacity units of one strongly consistent GetItem or Query page: 4 KB each."""
+    items = result.get("Items", []) + ([result["Item"]] if "Item" in result else [])
+    return max(1, -(-sum(map(item_bytes, items)) // 4096))
 
 
 def purpose(operation: str, kwargs: dict[str, Any]) -> str:
@@ -114,15 +131,17 @@ class CountingClient:
             return method
 
         def call(**kwargs: Any) -> Any:
-            items = 0
+            items = units = 0
             try:
                 result = method(**kwargs)
                 items = len(result.get("Items", [])) + (1 if "Item" in result else 0)
+                units = read_units(result) if operation in READS else 0
                 return result
             finally:
                 with self._counts.lock:
                     self._counts.requests[operation] += 1
                     self._counts.items_read += items
+                    self._counts.read_units += units
                     if operation in WRITES:
                         self._counts.purposes[purpose(operation, kwargs)] += 1
 
@@ -208,12 +227,15 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         )
         time.sleep(args.settle)  # the last reads of the join (changes told, then read)
         before, before_purposes, before_items = counts.snapshot()
+        before_units = counts.read_units
         window_began = time.monotonic()
         time.sleep(args.window)  # the measuring window itself
         after, after_purposes, after_items = counts.snapshot()
+        units = counts.read_units - before_units
         window = time.monotonic() - window_began
         still_balanced = balanced(watcher, sim.stream_arn, set(names))
         epochs = sorted({lease.epoch for lease in watcher.leases(sim.stream_arn)})
+        ends = shard_ends(args, sim, counts, (after_items - before_items) / window, units / window)
         if args.late_join:
             late_join = join_one_more(
                 args, watcher, sim.stream_arn, names, consumers, worker, counts
@@ -239,18 +261,69 @@ def cost(args: argparse.Namespace, server: Any) -> dict[str, Any]:
         "writes_per_second": round(writes / window, 2),
         "read_requests_per_second": round(reads / window, 2),
         "read_items_per_second": round((after_items - before_items) / window, 1),
+        "read_units_per_second": round(units / window, 1),
         "kcl_model_writes_per_second": round(kcl, 1),
         "balanced_at_end": still_balanced,
         "lease_epochs_at_end": epochs,
         "seconds_total": round(time.monotonic() - started, 1),
         "late_join": late_join,
+        "shard_ends": ends,
     }
     print(
         f"cost: {args.shards} shards / {args.workers} workers at lease_duration="
         f"{lease_duration:g}: {result['writes_per_second']} writes/s "
         f"(KCL-style model: {kcl:.0f}/s), {result['read_requests_per_second']} read "
-        f"requests/s, {result['read_items_per_second']} items read/s; by purpose "
+        f"requests/s, {result['read_items_per_second']} items read/s "
+        f"({result['read_units_per_second']} read units/s); by purpose "
         f"{result['steady_writes_by_purpose']}"
+    )
+    return result
+
+
+def shard_ends(
+    args: argparse.Namespace,
+    sim: StreamSimulator,
+    counts: Counts,
+    steady_items: float,
+    steady_units: float,
+) -> dict[str, Any]:
+    """What a shard's end costs the group: one open shard rolled over (closed, one child)
+    every ``--roll-every`` seconds for ``--window`` seconds, counted against the steady
+    window's reads; then scaled to a real stream, whose shards end about every 4 hours."""
+    if args.roll_every <= 0:
+        return {}
+    _, _, before_items = counts.snapshot()
+    before_units = counts.read_units
+    began = time.monotonic()
+    ended = 0
+    tick = threading.Event()
+    while time.monotonic() - began < args.window:
+        open_shards = sim.open_shard_ids()
+        sim.rollover(open_shards[ended * 7919 % len(open_shards)])  # spread over the group
+        ended += 1
+        tick.wait(args.roll_every)
+    window = time.monotonic() - began
+    _, _, after_items = counts.snapshot()
+    extra_items = (after_items - before_items) / window - steady_items
+    extra_units = (counts.read_units - before_units) / window - steady_units
+    per_end_items = extra_items * window / ended
+    per_end_units = extra_units * window / ended
+    real_rate = args.shards / (4 * 3600)  # shard ends per second on a real stream
+    result = {
+        "roll_every_seconds": args.roll_every,
+        "shard_ends": ended,
+        "window_seconds": round(window, 1),
+        "extra_items_read_per_end": round(per_end_items, 1),
+        "extra_read_units_per_end": round(per_end_units, 1),
+        "real_stream_ends_per_second": round(real_rate, 3),
+        "real_stream_extra_items_per_second": round(per_end_items * real_rate, 1),
+        "real_stream_extra_read_units_per_second": round(per_end_units * real_rate, 2),
+    }
+    print(
+        f"shard ends: {ended} in {window:.0f}s: {per_end_items:.0f} more items read and "
+        f"{per_end_units:.0f} more read units per end; a real stream of {args.shards} shards "
+        f"(one end every {1 / real_rate:.0f}s): +{result['real_stream_extra_items_per_second']} "
+        f"items/s, +{result['real_stream_extra_read_units_per_second']} read units/s"
     )
     return result
 
@@ -473,6 +546,12 @@ def main() -> None:
     parser.add_argument("--move-shards", type=int, default=40, help="shards, failover runs")
     parser.add_argument("--move-leases", default="2,10", help="lease durations, failover runs")
     parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument(
+        "--roll-every",
+        type=float,
+        default=2.0,
+        help="seconds between shard ends in the shard-end window after the cost window (0: none)",
+    )
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--skip-moves", action="store_true")
     parser.add_argument(
@@ -498,6 +577,8 @@ def main() -> None:
             ]
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "leases.json"
+    if path.exists() and (args.skip_cost or args.skip_moves):  # keep the step not run
+        results = {**json.loads(path.read_text()), **results}
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {path}")
 
