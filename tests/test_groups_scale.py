@@ -21,6 +21,7 @@ import pytest
 from ddbstreams import Checkpoint, DynamoDBCheckpointStore
 from ddbstreams._leases import (
     FULL_READ_EVERY,
+    PLAN_PATIENCE,
     FencedCheckpoints,
     GroupMember,
 )
@@ -190,6 +191,86 @@ def test_workers_started_together_take_each_lease_once(
     assert sorted(held(store).values()) == [10, 10, 10, 10]
     # Every lease changed owner once; the first to look used to take all 40, then hand 30 on.
     assert set(epochs(store).values()) == {1}
+
+
+class Together:
+    """The lease table, logged; a read of the leases returns once every worker read them,
+    so that all decide from the same table, as workers looking at the same moment do."""
+
+    def __init__(
+        self,
+        table: DynamoDBCheckpointStore,
+        worker: str,
+        barrier: threading.Barrier,
+        log: list[Any],
+    ) -> None:
+        self._table = table
+        self._worker = worker
+        self._barrier = barrier
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def leases(self, stream_arn: str) -> Any:
+        leases = self._table.leases(stream_arn)
+        self._barrier.wait(30)
+        return leases
+
+    def take(self, stream_arn: str, lease: Any, worker_id: str) -> bool:
+        taken = self._table.take(stream_arn, lease, worker_id)
+        self._log.append((self._worker, lease.shard_id, taken))
+        return taken
+
+
+def test_workers_looking_at_once_take_the_free_leases_without_racing(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    clock = Clock()
+    members, _ = group(store, clock, "a", "b", "c", "d")
+    members[0].register(shards(40))
+    settle(members, clock, rounds=6)
+    assert sorted(held(store).values()) == [10, 10, 10, 10]
+    members[3].release_all()  # d stops: 10 leases free, its heartbeat item gone
+    barrier = threading.Barrier(3)
+    takes: list[tuple[str, str, bool]] = []
+    for member in members[:3]:
+        member.table = Together(store, member.worker_id, barrier, takes)  # type: ignore[assignment]
+    clock.now += 1.0
+    looks = [threading.Thread(target=member.tick) for member in members[:3]]
+    for look in looks:
+        look.start()
+    for look in looks:
+        look.join(30)
+    # One look each, from the same table: every free lease taken once, none refused (each
+    # refusal used to leave a lease free until a later look), the group within one.
+    assert [taken for _, _, taken in takes] == [True] * 10, takes
+    assert sorted(held(store).values()) == [13, 13, 14] and None not in held(store)
+
+
+def test_a_lease_planned_for_a_worker_that_does_not_take_it_is_taken_by_another(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    clock = Clock()
+    (a, b), _ = group(store, clock, "a", "b")
+    a.register(shards(10))
+    beats = 0
+
+    def look() -> None:
+        nonlocal beats
+        beats += 1
+        store.heartbeat(ARN, "c", beats, 0)  # c: alive, and never takes its planned 3
+        a.tick()
+        b.tick()
+        clock.now += 1.0
+
+    for _ in range(1 + PLAN_PATIENCE):  # the first look takes nothing
+        look()
+    # By the plan: ⌊10/3⌋ = 3 each, one of them 4; c's 3 stay free meanwhile.
+    assert sorted(held(store).values()) == [3, 3, 4]
+    look()
+    # c's leases stayed free for PLAN_PATIENCE looks: the worker under ⌈10/3⌉ takes one.
+    assert held(store)["a"] == held(store)["b"] == 4 and held(store)[None] == 2
 
 
 class Slow:

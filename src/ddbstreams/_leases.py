@@ -166,6 +166,10 @@ WRITE_BUDGET = 1 / 3
 CONCURRENT_WRITES = 8  # lease writes of one look in flight at once
 REGISTER_CHUNK = 100  # new leases written between two looks at which ones exist already
 FORGET_DEAD_AFTER = 3  # lease durations: the heartbeat item of a worker dead that long goes
+# A free lease that the shared plan gives another worker is taken by any worker under its
+# share once it has stayed free this many looks (that worker saw the group otherwise); the
+# table is read again then to see whether it did.
+PLAN_PATIENCE = 2
 
 
 @dataclass
@@ -228,6 +232,8 @@ class GroupMember:
         self._read_changes: dict[str, int] = {}  # others' change counters at that read
         self._read_live: set[str] = set()  # the live workers at that read
         self.full_reads = 0
+        self._free_since: dict[str, int] = {}  # free leases: the look that first saw them free
+        self._recheck_at: int | None = None  # a look at which to read the table again
         self._writer: ThreadPoolExecutor | None = None
 
     @property
@@ -357,7 +363,7 @@ class GroupMember:
             with self._mutex:
                 self._dirty = False  # a change made from here on is read at the next look
             leases = self.table.leases(self.stream_arn)
-            self._read_at, self._read_live = now, live
+            self._read_at, self._read_live, self._recheck_at = now, live, None
             self._read_changes = {worker: beat.changes for worker, beat in beats.items()}
             self.full_reads += 1
             self._learn(leases, changes)
@@ -447,6 +453,8 @@ class GroupMember:
             return True
         if unfinished:
             return False  # others' changes are read once this worker's takes are done
+        if self._recheck_at is not None and self._looks >= self._recheck_at:
+            return True
         if now - self._read_at >= FULL_READ_EVERY * self.lease_duration:
             return True
         return any(
@@ -529,18 +537,28 @@ class GroupMember:
         floor_share, ceil_share = len(readable) // workers, -(-len(readable) // workers)
         mine = len(self.held)
         deadline = self._clock() + WRITE_BUDGET * self.lease_duration
-        # Free leases and those of dead workers first, up to the ceiling: first those this
-        # worker ranks above every live worker, so that workers starting together mostly
-        # take different ones.
+        # Free leases and those of dead workers first, up to the ceiling: those the shared
+        # plan gives this worker, then any left free for PLAN_PATIENCE looks.
         takeable = [lease for lease in readable if lease.owner is None or lease.owner not in live]
-        peers = sorted(live)
-        takeable.sort(
-            key=lambda lease: (
-                max(peers, key=lambda w: self._rank(lease.shard_id, w)) != self.worker_id,
-                self._rank(lease.shard_id),
-            )
+        since = self._free_since
+        self._free_since = {
+            lease.shard_id: since.get(lease.shard_id, self._looks) for lease in takeable
+        }
+        planned = self._planned_takes(readable, takeable, live)
+        planned_ids = {lease.shard_id for lease in planned}
+        overdue = sorted(
+            (
+                lease
+                for lease in takeable
+                if self._looks - self._free_since[lease.shard_id] >= PLAN_PATIENCE
+                and lease.shard_id not in planned_ids
+            ),
+            key=lambda lease: self._rank(lease.shard_id),
         )
-        wanted = takeable[: max(0, ceil_share - mine)]
+        wanted = (planned + overdue)[: max(0, ceil_share - mine)]
+        others_to_take = len(wanted) < len(takeable)
+        if others_to_take and self._recheck_at is None:
+            self._recheck_at = self._looks + PLAN_PATIENCE  # did they take them?
         done = self._concurrently(
             lambda lease: self.table.take(self.stream_arn, lease, self.worker_id),
             wanted,
@@ -555,8 +573,13 @@ class GroupMember:
                 self._bump()
             else:
                 self._stale()  # another worker took it first
-        if mine >= ceil_share or len(done) < len(wanted) or not all(t for _, t in done):
-            return  # full, or takes left for the next look: ask nothing meanwhile
+        if (
+            mine >= ceil_share
+            or others_to_take
+            or len(done) < len(wanted)
+            or not all(t for _, t in done)
+        ):
+            return  # full, or takes left to others or for the next look: ask nothing meanwhile
         # Then ask live workers holding at least two more than this one: under the ceiling
         # (not only under the floor), or [4, 2, 2] of 8 shards would never move.
         counts: dict[str, list[Lease]] = {}
@@ -588,6 +611,35 @@ class GroupMember:
                 self._bump()
             else:
                 self._stale()
+
+    def _planned_takes(
+        self, readable: list[Lease], takeable: list[Lease], live: set[str]
+    ) -> list[Lease]:
+        """The takeable leases this worker takes by the plan that every worker works out
+        alike from the same table: each, in shard order, to the live worker ranking it
+        first among those still under their share (⌊S/W⌋, or ⌈S/W⌉ for the first S mod W
+        to reach it). Workers that look at once then take different leases, all of them."""
+        floor_share, above_floor = divmod(len(readable), len(live))
+        counts = dict.fromkeys(live, 0)
+        for lease in readable:
+            if lease.owner in counts:  # a live owner: not takeable
+                counts[lease.owner] += 1
+        above = sum(count > floor_share for count in counts.values())
+        mine: list[Lease] = []
+        for lease in sorted(takeable, key=lambda lease: lease.shard_id):
+            open_to = [
+                worker
+                for worker, count in counts.items()
+                if count < floor_share or (count == floor_share and above < above_floor)
+            ]
+            if not open_to:
+                break
+            taker = max(open_to, key=lambda worker: self._rank(lease.shard_id, worker))
+            above += counts[taker] == floor_share
+            counts[taker] += 1
+            if taker == self.worker_id:
+                mine.append(lease)
+        return mine
 
     def _stale(self) -> None:
         """A conditional write failed, or work was left for later: read again next look."""
