@@ -17,8 +17,9 @@ The model (docs: "Running many workers"):
   ``lease_duration`` stops delivering before anyone may take its shards.
 - **Balance without thrash.** Free leases and those of dead workers are taken first, up to
   ⌈S/W⌉, from the second look on (workers started together have seen each other by then),
-  each worker first taking those it ranks first (rendezvous hashing), a few at a time and
-  for a bounded time per look. A worker holding fewer than ⌈S/W⌉ asks a worker holding at
+  each worker taking those a plan that every worker works out alike gives it (each free
+  lease to the live worker ranking it first among those under their share: rendezvous
+  hashing), a few at a time and for a bounded time per look. A worker holding fewer than ⌈S/W⌉ asks a worker holding at
   least two more than itself (and more than ⌊S/W⌋) for a lease; the owner finishes its
   in-flight record, checkpoints and hands the lease over. A group ends within one, then
   moves nothing.
