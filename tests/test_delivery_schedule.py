@@ -55,6 +55,7 @@ class Shard:
     def __init__(self, sim: StreamSimulator, policy: DeliveryPolicy, handler: Any) -> None:
         self.sim = sim
         self.store = InMemoryCheckpointStore()
+        self.delivery = Delivery(policy, max_shards=1)  # its lane threads and event loop
         described = sim.describe_stream(StreamArn=sim.stream_arn)
         self.reader = ShardReader(
             shard=ShardInfo.from_wire(described["StreamDescription"]["Shards"][0]),
@@ -68,7 +69,7 @@ class Shard:
             clock=lambda: sim.now,
             wall_clock=sim.wall_time,
             random_fraction=lambda: FRACTION,
-            delivery=Delivery(policy, max_shards=1),
+            delivery=self.delivery,
         )
 
     def run_until(self, done: Callable[[], bool], steps: int = 500) -> None:
@@ -256,3 +257,53 @@ def test_the_wait_between_attempts_stops_doubling_at_max_backoff() -> None:
     shard = Shard(sim, DeliveryPolicy(retry=retry, on_failure=None), handle)
     shard.run_until(lambda: len(calls) == 5)
     assert calls == [0.0, 0.75, 2.25, 4.125, 6.0]  # waits 0.75 x 1, 2, then 2.5, 2.5
+
+
+# ----------------------------------------------------------------- what a handler returns
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_a_record_handler_returning_failures_or_an_awaitable_fails_that_record(
+    is_async: bool,
+) -> None:
+    sim = StreamSimulator()
+    written = [sim.insert(item(n)) for n in range(3)]
+    batches: list[FailedBatch] = []
+
+    async def later() -> None:
+        raise AssertionError("never awaited, so never run")
+
+    def outcome(record: Record) -> Any:
+        if number(record) == 0:
+            return BatchResult(failed=[record])  # a batch handler's answer
+        if number(record) == 1 and not is_async:
+            return later()  # a plain function around an async one
+        return None
+
+    if is_async:
+
+        async def handle(record: Record) -> Any:
+            return outcome(record)
+
+    else:
+
+        def handle(record: Record) -> Any:
+            return outcome(record)
+
+    policy = DeliveryPolicy(
+        retry=RetryPolicy(max_attempts=1), on_failure=batches.append, is_async=is_async
+    )
+    shard = Shard(sim, policy, handle)
+    try:
+        shard.run_until(lambda: shard.checkpoint() == written[2])
+    finally:
+        shard.delivery.close()
+    failed = {b.first_sequence_number: b.error_message for b in batches}
+    assert list(failed) == (written[:1] if is_async else written[:2])
+    assert failed[written[0]] == (
+        f"the handler returned a BatchResult for record {written[0]}: a record handler fails "
+        "a record by raising; BatchResult is for batch handlers (batching=Batching(...))"
+    )
+    if not is_async:
+        assert failed[written[1]].startswith(f"the handler {handle!r} returned an awaitable for ")
+        assert f"record {written[1]}, which was never awaited" in failed[written[1]]
