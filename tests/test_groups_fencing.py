@@ -16,7 +16,7 @@ import pytest
 from ddbstreams import DynamoDBCheckpointStore
 from ddbstreams._leases import GroupMember, Heartbeat
 from ddbstreams.testing import LocalEndpoint
-from test_groups import ARN, Clock, held, members, new_store, shards
+from test_groups import ARN, Clock, held, members, new_store, settle, shards
 
 pytestmark = pytest.mark.local_endpoint
 
@@ -83,3 +83,52 @@ def test_a_reader_made_before_its_lease_was_taken_again_may_not_deliver() -> Non
     assert member.fence_for("s", 4) == 2.0  # two thirds of the lease duration
     assert member.fence_for("s", 3) == -math.inf  # a reader from the lease's earlier holding
     assert member.fence_for("s", None) == -math.inf  # a reader made before it was taken
+
+
+class PausedDuringRead:
+    """The lease table, with its worker paused once (SIGSTOP, or a host too busy to run
+    it) while its read of the heartbeats is in flight: the others tick on meanwhile."""
+
+    def __init__(self, table: DynamoDBCheckpointStore, clock: Clock) -> None:
+        self._table = table
+        self.clock = clock
+        self.others: list[GroupMember] = []
+        self.pause_for = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def heartbeats(self, stream_arn: str) -> dict[str, Heartbeat]:
+        paused, self.pause_for = self.pause_for, 0.0
+        end = self.clock.now + paused
+        while self.clock.now < end:
+            self.clock.now += 1.0
+            for other in self.others:
+                for shard_id, taker in other.tick().hand_over.items():
+                    other.handed_over(shard_id, taker)
+        return self._table.heartbeats(stream_arn)
+
+
+def test_a_worker_paused_during_its_look_does_not_take_live_workers_leases(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    """A worker paused in the middle of a tick (between reading its clock and reading the
+    heartbeats) dated the counters it read by the clock from before the pause: at its next
+    look, the live workers whose counters had not moved since looked dead for a lease
+    duration, and it took all their leases (tests/test_groups_processes.py, the paused
+    worker's test: it then delivered records the others had delivered first)."""
+    clock = Clock()
+    paused = PausedDuringRead(store, clock)
+    zombie = GroupMember(paused, ARN, "zombie", lease_duration=3.0, clock=clock)  # type: ignore[arg-type]
+    others = members(store, clock, "b", "c")
+    paused.others = others
+    zombie.register(shards(9))
+    settle([zombie, *others], clock)
+    assert sorted(held(store).values()) == [3, 3, 3]
+    paused.pause_for = 8.0  # its tick reads the clock, then stops for 8 s; b and c go on
+    zombie.tick()
+    assert held(store)["zombie"] == 0  # the others took its leases while it was paused
+    by_others = {lease.shard_id: lease.owner for lease in store.leases(ARN)}
+    clock.now += 0.5  # its next look, before b's and c's counters move again
+    zombie.tick()
+    assert {lease.shard_id: lease.owner for lease in store.leases(ARN)} == by_others
