@@ -47,6 +47,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.local_endpoint, pytest.mark.timeout(
 
 HERE = Path(__file__).resolve().parent
 LEASE = 3.0  # seconds: short, so failovers are quick, yet not so short a busy host fails over
+# Seconds to wait for what must happen at all (a failover, a lost lease learnt), on a host
+# as loaded as CI's; how soon it happens is measured by benchmarks/bench_leases.py.
+PATIENCE = 60.0
 GROUP = "test"
 KEYS = 60
 WRITE_INTERVAL = 0.02  # about 50 records a second over the stream's shards
@@ -452,12 +455,18 @@ def duplicates(deliveries: list[Delivery]) -> list[Delivery]:
 def exit_code(group: Group, name: str, timeout: float) -> int:
     """The worker's exit code; a worker still running after ``timeout`` fails the test
     with the end of its log (what it was doing)."""
+    process = group.processes[name]
     try:
-        return group.processes[name].wait(timeout)
+        return process.wait(timeout)
     except subprocess.TimeoutExpired:
+        stderr = Path(f"{group.workdir / name}.stderr")
+        size = stderr.stat().st_size
+        process.send_signal(signal.SIGUSR1)  # every thread's stack, on its stderr
+        wait_until(lambda: stderr.stat().st_size > size, 5, "the stacks")
+        time.sleep(0.5)  # the rest of the stacks
         pytest.fail(
-            f"{name} still running {timeout}s after the signal; its log ends: "
-            f"{tail(group.workdir / name, 20)}"
+            f"{name} still running {timeout}s after the signal; its log ends:\n"
+            + Path(stderr).read_text(errors="replace")[-12000:]
         )
 
 
@@ -531,16 +540,13 @@ def test_workers_join_balance_and_a_sigterm_hands_everything_on_without_duplicat
     group.wait_balanced(workers)
     group.reshard_for(3)
     group.wait_balanced(workers)
-    wait_reading(group, "w1")
-    stopped_at = time.monotonic()
+    reading = wait_reading(group, "w1")
     group.signal("w1", signal.SIGTERM)
     assert exit_code(group, "w1", 10) == 0, tail(group.workdir / "w1")
-    survivors = workers - {"w1"}
-    group.wait_balanced(survivors, timeout=10)
-    moved = time.monotonic() - stopped_at
-    # Well under a failover (which waits out the lease): the times themselves are measured
-    # by benchmarks/bench_leases.py, not asserted on a shared machine.
-    assert moved < 2 * LEASE, f"w1's leases took {moved:.1f}s to move after SIGTERM"
+    # Handed on before it exited, not left to a failover (which waits out the lease). How
+    # soon the others read them is measured by benchmarks/bench_leases.py.
+    assert set(reading) & set(holders(group, "w1")) == set()
+    group.wait_balanced(workers - {"w1"})
     group.reshard_for(2)
     deliveries = group.finish()
     # Joins, handovers, rollovers, splits and a graceful stop: nothing delivered twice.
@@ -590,18 +596,12 @@ def test_a_sigkilled_worker_s_shards_are_read_again_from_its_last_checkpoint(
     victim_last = max((d.at for d in group.deliveries("w2")), default=0.0)
     wait_until(
         lambda: read_by_others_since(group, set(at_kill), "w2", killed_at) == set(at_kill),
-        4 * LEASE,
+        PATIENCE,  # a failover; test_groups.py checks, by a fake clock, when it may begin
         lambda: (
             f"shards of w2 read since: "
             f"{read_by_others_since(group, set(at_kill), 'w2', killed_at)} of {set(at_kill)}"
         ),
     )
-    taken = [
-        min(d.at for d in group.deliveries() if d.shard == shard and d.at > killed_at)
-        for shard in at_kill
-    ]
-    failover = max(taken) - killed_at
-    assert failover <= 2 * LEASE, f"w2's shards were read again only after {failover:.1f}s"
     group.wait_balanced(workers - {"w2"})
     group.reshard_for(2)
     deliveries = group.finish()
@@ -631,7 +631,7 @@ def test_a_paused_worker_is_fenced_and_stops_reading_the_shards_taken_from_it(
     assert at_stop
     wait_until(
         lambda: not set(holders(group, "w3")) & set(at_stop),
-        3 * LEASE,
+        PATIENCE,
         "w3's leases taken by the others",
     )
     wait_until(lambda: time.monotonic() >= stopped_at + 3 * LEASE, 3 * LEASE + 1)
@@ -641,7 +641,7 @@ def test_a_paused_worker_is_fenced_and_stops_reading_the_shards_taken_from_it(
     # never held in memory, may have nothing to lose), and rejoins: it gets a share again.
     wait_until(
         lambda: any(at > resumed_at for _, at in group.lost_events("w3")),
-        2 * LEASE,
+        PATIENCE,
         "the zombie learns of a lost lease",
     )
     group.wait_balanced(workers)

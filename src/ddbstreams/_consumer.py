@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -200,12 +201,24 @@ class StreamConsumer:
             self._run()
             return
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # A handler runs in this thread between two bytecodes, maybe while it holds the lock
+        # of an Event that stopping sets: the handler only queues (a reentrant put), and a
+        # thread of its own asks for the stop.
+        received: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            logger.info("signal %d received: stopping after checkpoints", signum)
-            self._request_stop()
+            received.put(signum)
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
+        def stop_on_signal() -> None:
+            signum = received.get()
+            if signum is not None:
+                logger.info("signal %d received: stopping after checkpoints", signum)
+                self._request_stop()
+
+        threading.Thread(
+            target=stop_on_signal, name=f"{THREAD_NAME_PREFIX}-signals", daemon=True
+        ).start()
         for sig in previous:
             signal.signal(sig, on_signal)
         try:
@@ -213,6 +226,7 @@ class StreamConsumer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            received.put(None)
 
     def start(self) -> None:
         """Consume in a background thread; see :meth:`stop`."""

@@ -332,6 +332,10 @@ class ShardCoordinator:
             if reader is None or shard_id in self._in_flight or reader.finished:
                 continue
             if self._member is not None and not self._member.holds(shard_id):
+                if self._member.epoch_of(shard_id) is not None:
+                    # Ours, but its fence lapsed (a late heartbeat): due again after a poll,
+                    # since a heartbeat may bring the fence back with no lease change to say so.
+                    self._push(now + self.settings.poll_interval, shard_id)
                 continue  # another worker's, for now
             self._in_flight.add(shard_id)
             if not reader.announced:

@@ -356,6 +356,9 @@ class GroupMember:
         if now >= self.fenced_until:  # the heartbeat failed too: nothing is safe to read
             return changes
         beats = self.table.heartbeats(self.stream_arn)
+        # The counters are dated when the read returns: dated before it, a pause (SIGSTOP,
+        # a busy host) in the read would make live workers look dead at the next look.
+        now = self._clock()
         self._looks += 1
         live = self._live_workers(beats, now)
         self._forget_dead(beats, live, now)
