@@ -19,10 +19,10 @@ The model (docs: "Running many workers"):
   ⌈S/W⌉, from the second look on (workers started together have seen each other by then),
   each worker taking those a plan that every worker works out alike gives it (each free
   lease to the live worker ranking it first among those under their share: rendezvous
-  hashing), a few at a time and for a bounded time per look. A worker holding fewer than ⌈S/W⌉ asks a worker holding at
-  least two more than itself (and more than ⌊S/W⌋) for a lease; the owner finishes its
-  in-flight record, checkpoints and hands the lease over. A group ends within one, then
-  moves nothing.
+  hashing), a few at a time and for a bounded time per look. A worker holding fewer than
+  ⌈S/W⌉ asks a worker holding at least two more than itself (and more than ⌊S/W⌋) for a
+  lease; the owner finishes its in-flight record, checkpoints and hands the lease over. A
+  group ends within one, then moves nothing.
 - **Lineage.** A shard is leased only once its parent's lease is finished (or the parent is
   no longer in the table), whoever read the parent.
 
