@@ -190,3 +190,53 @@ def test_a_shard_whose_fence_lapsed_under_a_slow_heartbeat_is_read_again_once_it
         assert slow.lapsed.wait(20)
         sim.insert({"email": "b@example.com", "order_number": "1"})
         wait_until(lambda: len(collector.records) == 2, timeout=10)  # was never
+
+
+class TakeInFlight:
+    """The lease table, with a take that waits to be let through once armed (a slow write):
+    a tick in flight while the worker stops."""
+
+    def __init__(self, table: DynamoDBCheckpointStore) -> None:
+        self._table = table
+        self.armed = False
+        self.in_take = threading.Event()
+        self.proceed = threading.Event()
+        self.removed = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def take(self, stream_arn: str, lease: Any, worker_id: str) -> bool:
+        if self.armed:
+            self.in_take.set()
+            assert self.proceed.wait(20)
+        return bool(self._table.take(stream_arn, lease, worker_id))
+
+    def remove_worker(self, stream_arn: str, worker_id: str) -> None:
+        self._table.remove_worker(stream_arn, worker_id)
+        self.removed.set()
+
+
+def test_a_worker_that_stops_during_a_tick_keeps_no_lease(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    """A graceful stop released every lease while the tick in flight went on: it took a
+    lease (one just released, in tests/test_groups_processes.py) after the release, and the
+    stopped worker kept it until others saw it dead."""
+    clock = Clock()
+    slow = TakeInFlight(store)
+    member = GroupMember(slow, ARN, "w", lease_duration=3.0, clock=clock)  # type: ignore[arg-type]
+    member.register(shards(2))
+    member.tick()  # takes wait for a second look
+    slow.armed = True
+    ticking = threading.Thread(target=member.tick)
+    ticking.start()
+    assert slow.in_take.wait(20)
+    releasing = threading.Thread(target=member.release_all)  # the worker stops meanwhile
+    releasing.start()
+    released_first = slow.removed.wait(1.0)  # was True: it did not wait for the tick
+    slow.proceed.set()
+    ticking.join(20)
+    releasing.join(20)
+    assert not ticking.is_alive() and not releasing.is_alive()
+    assert held(store)["w"] == 0, f"released before the tick ended: {released_first}"

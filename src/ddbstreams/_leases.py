@@ -236,6 +236,9 @@ class GroupMember:
         self._free_since: dict[str, int] = {}  # free leases: the look that first saw them free
         self._recheck_at: int | None = None  # a look at which to read the table again
         self._writer: ThreadPoolExecutor | None = None
+        # A graceful stop waits for the tick in flight, which writes nothing more once told.
+        self._tick_lock = threading.Lock()
+        self._leaving = False
 
     @property
     def tick_interval(self) -> float:
@@ -335,6 +338,12 @@ class GroupMember:
     def tick(self) -> GroupChanges:
         """Heartbeat when due, look at the group; read the lease table when something
         changed, then take / ask for / notice the loss of leases."""
+        with self._tick_lock:
+            if self._leaving:
+                return GroupChanges()
+            return self._tick()
+
+    def _tick(self) -> GroupChanges:
         changes = GroupChanges()
         now = self._clock()
         if now >= self.fenced_until and self.held:
@@ -379,7 +388,13 @@ class GroupMember:
         return changes
 
     def release_all(self) -> None:
-        """A graceful stop: give back every lease and the heartbeat item."""
+        """A graceful stop: give back every lease and the heartbeat item, once the tick in
+        flight (if any) has ended: a lease it takes after the release would stay ours."""
+        self._leaving = True  # the tick in flight takes and asks for nothing more
+        with self._tick_lock:
+            self._release_all()
+
+    def _release_all(self) -> None:
         for shard_id, epoch in sorted(self.held.items()):
             lease = self.leases_by_shard.get(shard_id)
             to = lease.handover_to if lease is not None else None
@@ -661,7 +676,7 @@ class GroupMember:
         done: list[tuple[_T, object]] = []
         for start in range(0, len(items), CONCURRENT_WRITES):
             now = self._clock()
-            if now >= deadline or now >= self.fenced_until:
+            if now >= deadline or now >= self.fenced_until or self._leaving:
                 self._unfinished = True
                 break
             if start and self._beat_due(now, to_tell=False):
