@@ -3,9 +3,13 @@ simulator served over HTTP (for lineage), exit codes and messages for bad input.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -245,6 +249,33 @@ def test_bad_input_exit_codes_and_messages(
     assert status == 2 and "--group goes with --dynamodb" in err
 
 
+@contextlib.contextmanager
+def web_page_server() -> Iterator[str]:
+    """A web server that answers every request with a 404 page, as a wrong URL does."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            page = b"<!doctype html>\n<html><title>404 Not Found</title><h1>Not Found</h1>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def test_a_wrong_lease_table_endpoint_or_region_is_named_with_its_fix(
     local_endpoint: LocalEndpoint,
     order_table: str,
@@ -267,11 +298,12 @@ def test_a_wrong_lease_table_endpoint_or_region_is_named_with_its_fix(
     assert "start a consumer on it first" in err
     assert "create_table" not in err
 
-    # An endpoint URL that answers with a web page: named, not printed.
-    status, _, err = run_cli(
-        capsys, "show", "--dynamodb", "leases", *where, "--endpoint-url", local_endpoint.url + "/x/"
-    )
-    assert status == 1 and "with a web page, not an AWS answer" in err, err
+    # An endpoint URL that answers with a web page (some other server): named, not printed.
+    with web_page_server() as url:
+        status, _, err = run_cli(
+            capsys, "show", "--dynamodb", "leases", *where, "--endpoint-url", url
+        )
+    assert status == 1 and "answered HTTP 404 with a web page, not an AWS answer" in err, err
     assert "<" not in err and len(err.strip().splitlines()) == 1
 
     # No --endpoint-url: AWS itself was asked (a region with no endpoint fails at once here).
