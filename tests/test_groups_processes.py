@@ -21,6 +21,7 @@ epoch it was made for. Such re-reads now fail the tests like any other duplicate
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -460,13 +461,18 @@ def exit_code(group: Group, name: str, timeout: float) -> int:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
         stderr = Path(f"{group.workdir / name}.stderr")
-        size = stderr.stat().st_size
+        sizes = [stderr.stat().st_size]
         process.send_signal(signal.SIGUSR1)  # every thread's stack, on its stderr
-        wait_until(lambda: stderr.stat().st_size > size, 5, "the stacks")
-        time.sleep(0.5)  # the rest of the stacks
+
+        def written() -> bool:  # grown, then unchanged for two polls
+            sizes.append(stderr.stat().st_size)
+            return len(sizes) > 3 and sizes[-1] > sizes[0] and sizes[-1] == sizes[-3]
+
+        with contextlib.suppress(AssertionError):  # what there is will do
+            wait_until(written, 5, "the stacks")
         pytest.fail(
-            f"{name} still running {timeout}s after the signal; its log ends:\n"
-            + Path(stderr).read_text(errors="replace")[-12000:]
+            f"{name} still running {timeout}s after the signal; its log and stacks:\n"
+            + stderr.read_text(errors="replace")[-12000:]
         )
 
 
