@@ -508,7 +508,7 @@ class GroupMember:
                 changes.gained.append(lease)
         # Asked of us: also a lease just taken back, or one whose look always begins with
         # the fence lapsed (a loaded host) would never hand anything over.
-        for shard_id in self.held:
+        for shard_id in list(self.held):  # a copy: the scheduling thread drops leases too
             lease = self.leases_by_shard[shard_id]
             if lease.handover_to is not None and shard_id not in self.handing_over:
                 self.handing_over.add(shard_id)
