@@ -83,3 +83,30 @@ def test_a_rolling_start_ends_within_one(store: DynamoDBCheckpointStore) -> None
     epochs = {lease.shard_id: lease.epoch for lease in store.leases(ARN)}
     settle([a, b, c], clock, rounds=9)  # and then nothing moves
     assert {lease.shard_id: lease.epoch for lease in store.leases(ARN)} == epochs
+
+
+def test_a_worker_whose_fence_lapses_at_every_look_still_hands_over_what_it_is_asked(
+    store: DynamoDBCheckpointStore,
+) -> None:
+    """On a loaded host each look of a worker began with its fence lapsed (its looks took
+    longer than two thirds of the lease duration): each let go of every lease and took them
+    back from the table, and only the leases held when a look began were checked for an ask,
+    so none was ever handed over (tests/test_groups_processes.py: shares [1, 3, 5] for 30 s
+    after the paused worker came back)."""
+    clock = Clock()
+    a, b = members(store, clock, "a", "b")
+    a.register(shards(4))
+    give(store, "b", range(0, 4))
+    b.tick()
+    b.tick()
+    a.tick()
+    a.tick()  # a holds none of 4: it asks b for two (second look)
+    asked = {lease.shard_id for lease in store.leases(ARN) if lease.handover_to == "a"}
+    assert len(asked) == 2
+    handing: dict[str, str] = {}
+    for _ in range(3):
+        clock.now += 2.5  # past b's fence (2 s after its last heartbeat) at every look
+        changes = b.tick()
+        assert len(changes.lost) == 4  # it let go of all, and took them back
+        handing.update(changes.hand_over)
+    assert handing == dict.fromkeys(asked, "a")  # was {}

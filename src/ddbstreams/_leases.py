@@ -510,14 +510,18 @@ class GroupMember:
                 logger.warning("worker %s: lease of shard %s lost", self.worker_id, shard_id)
             elif lease.finished:
                 del self.held[shard_id]  # done with; nothing to give back
-            elif lease.handover_to is not None and shard_id not in self.handing_over:
-                self.handing_over.add(shard_id)
-                changes.hand_over[shard_id] = lease.handover_to
         for lease in leases:
             mine = lease.owner == self.worker_id and lease.shard_id not in self.held
-            if mine and not lease.finished:  # handed to us, or ours from before a restart
-                self.held[lease.shard_id] = lease.epoch
+            if mine and not lease.finished:  # handed to us, ours from before a restart, or
+                self.held[lease.shard_id] = lease.epoch  # let go of when the fence lapsed
                 changes.gained.append(lease)
+        # Asked of us: also a lease just taken back, or one whose look always begins with
+        # the fence lapsed (a loaded host) would never hand anything over.
+        for shard_id in list(self.held):  # a copy: the scheduling thread drops leases too
+            lease = self.leases_by_shard[shard_id]
+            if lease.handover_to is not None and shard_id not in self.handing_over:
+                self.handing_over.add(shard_id)
+                changes.hand_over[shard_id] = lease.handover_to
         # An ask is pending until granted, or the lease finished (nothing left to hand over).
         self.asked &= {
             s
