@@ -8,9 +8,12 @@ points it at MiniStack, and sets ``DDBSTREAMS_TEST_SERVER=ministack``); tests ma
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -102,3 +105,18 @@ def put_order(dynamodb: Any, table: str, email: str, number: str, amount: int = 
             "order_status": {"S": "pending"},
         },
     )
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A web server on a free local port answering with ``handler`` (a fake endpoint that
+    misbehaves on purpose) for the block; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -3,13 +3,10 @@ simulator served over HTTP (for lineage), exit codes and messages for bad input.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import FAST, put_order
+from conftest import FAST, put_order, serving
 from ddbstreams import (
     DynamoDBCheckpointStore,
     SQLiteCheckpointStore,
@@ -249,31 +246,19 @@ def test_bad_input_exit_codes_and_messages(
     assert status == 2 and "--group goes with --dynamodb" in err
 
 
-@contextlib.contextmanager
-def web_page_server() -> Iterator[str]:
-    """A web server that answers every request with a 404 page, as a wrong URL does."""
+class NotFound(http.server.BaseHTTPRequestHandler):
+    """Every request answered with a 404 page, as a server that is not DynamoDB does."""
 
-    class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            page = b"<!doctype html>\n<html><title>404 Not Found</title><h1>Not Found</h1>"
-            self.send_response(404)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
+    def do_POST(self) -> None:
+        page = b"<!doctype html>\n<html><title>404 Not Found</title><h1>Not Found</h1>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def test_a_wrong_lease_table_endpoint_or_region_is_named_with_its_fix(
@@ -299,7 +284,7 @@ def test_a_wrong_lease_table_endpoint_or_region_is_named_with_its_fix(
     assert "create_table" not in err
 
     # An endpoint URL that answers with a web page (some other server): named, not printed.
-    with web_page_server() as url:
+    with serving(NotFound) as url:
         status, _, err = run_cli(
             capsys, "show", "--dynamodb", "leases", *where, "--endpoint-url", url
         )

@@ -12,14 +12,14 @@ import sqlite3
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from conftest import FAST
+from conftest import FAST, serving
 from ddbstreams import (
     Checkpoint,
     CheckpointStoreError,
@@ -379,8 +379,6 @@ def test_no_session_token_reaches_the_log() -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BadSignature)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     session = boto3.Session(
         aws_access_key_id="ASIAEXAMPLE",
         aws_secret_access_key="secret",
@@ -394,19 +392,19 @@ def test_no_session_token_reaches_the_log() -> None:
     seen.emit = lambda record: lines.append(logging.Formatter().format(record))  # type: ignore[method-assign]
     library = logging.getLogger("ddbstreams")
     library.addHandler(seen)
-    consumer = StreamConsumer(
-        print,
-        stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000",
-        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
-        session=session,
-    )
     try:
-        consumer.start()
-        assert wait_until(lambda: not consumer.running, 15)
-        with pytest.raises(Exception, match="Check the AWS credentials"):
-            consumer.wait(5)
+        with serving(BadSignature) as url:
+            consumer = StreamConsumer(
+                print,
+                stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000",
+                endpoint_url=url,
+                session=session,
+            )
+            consumer.start()
+            assert wait_until(lambda: not consumer.running, 15)
+            with pytest.raises(Exception, match="Check the AWS credentials"):
+                consumer.wait(5)
     finally:
-        server.shutdown()
         library.removeHandler(seen)
     assert lines  # the error was logged
     assert not [line for line in lines if token in line]
